@@ -1,0 +1,132 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/attestd/attestd/api/wire"
+	"github.com/attestd/attestd/service"
+)
+
+// decode reads one JSON object into v, refusing unknown fields and trailing
+// data. The body is already capped by the BodyLimit middleware.
+func decode(c echo.Context, v any) error {
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			return he // over the body limit
+		}
+		return fmt.Errorf("%w: %s", errMalformedJSON, err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			return he
+		}
+		return fmt.Errorf("%w: trailing data after the JSON object", errMalformedJSON)
+	}
+	return nil
+}
+
+func health(c echo.Context) error {
+	return c.JSON(http.StatusOK, wire.Health{Status: "ok"})
+}
+
+func ready(checks []Check) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+		defer cancel()
+		out := wire.Health{Status: "ok", Checks: map[string]string{}}
+		status := http.StatusOK
+		for _, ch := range checks {
+			if err := ch.Fn(ctx); err != nil {
+				out.Checks[ch.Name] = "failing"
+				out.Status = "unavailable"
+				status = http.StatusServiceUnavailable
+				continue
+			}
+			out.Checks[ch.Name] = "ok"
+		}
+		return c.JSON(status, out)
+	}
+}
+
+func sign(s *service.Signing) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req wire.SignRequest
+		if err := decode(c, &req); err != nil {
+			return err
+		}
+		res, err := s.Sign(c.Request().Context(), principal(c), service.SignRequest{Image: req.Image})
+		if err != nil {
+			return err
+		}
+		out := wire.SignResponse{Image: res.Image, Digest: res.Digest, KeyID: res.KeyID}
+		for _, l := range res.Locations {
+			out.Locations = append(out.Locations, wire.Location{Kind: l.Kind, Ref: l.Ref, Tag: l.Tag, Existed: l.Existed})
+		}
+		return c.JSON(http.StatusOK, out)
+	}
+}
+
+func listKeys(k *service.Keys) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		out := wire.KeysResponse{Keys: []wire.Key{}}
+		for _, x := range k.List() {
+			out.Keys = append(out.Keys, wire.Key{ID: x.ID, Name: x.Name, State: x.State, PublicKey: x.PublicKey})
+		}
+		return c.JSON(http.StatusOK, out)
+	}
+}
+
+func createToken(t *service.Tokens) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req wire.CreateTokenRequest
+		if err := decode(c, &req); err != nil {
+			return err
+		}
+		secret, info, err := t.Create(c.Request().Context(), req.Name, req.Roles)
+		if err != nil {
+			return err
+		}
+		tok := wireToken(info)
+		tok.Secret = secret
+		return c.JSON(http.StatusCreated, tok)
+	}
+}
+
+func listTokens(t *service.Tokens) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ts, err := t.List(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		out := wire.TokensResponse{Tokens: []wire.Token{}}
+		for _, x := range ts {
+			out.Tokens = append(out.Tokens, wireToken(x))
+		}
+		return c.JSON(http.StatusOK, out)
+	}
+}
+
+func revokeToken(t *service.Tokens) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := t.Revoke(c.Request().Context(), c.Param("id")); err != nil {
+			return err
+		}
+		return c.NoContent(http.StatusNoContent)
+	}
+}
+
+func wireToken(x service.TokenInfo) wire.Token {
+	return wire.Token{ID: x.ID, Name: x.Name, Roles: x.Roles, CreatedAt: x.CreatedAt, RevokedAt: x.RevokedAt}
+}

@@ -1,0 +1,103 @@
+// Package api is attestd's HTTP surface: echo routes, handlers, the error
+// catalog and middleware (auth, limits, request ids, metrics).
+//
+// Handlers decode, make one service call, and encode. They MUST NOT hold
+// business rules. Every route is registered in New, and every route except
+// health, readiness, the public key set and registry pulls needs a token.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/attestd/attestd/service"
+)
+
+// Check is one readiness check.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Config lists what the HTTP API needs. Every field is a dependency the
+// handlers use; nothing else is reachable from a handler.
+type Config struct {
+	Log     *slog.Logger
+	Tokens  *service.Tokens
+	Signing *service.Signing
+	Keys    *service.Keys
+	// Registry is the embedded registry handler, served under /v2/; nil for none.
+	Registry http.Handler
+	// Ready lists the readiness checks of /readyz.
+	Ready []Check
+	// Metrics is the registry /metrics serves and the HTTP metrics go to.
+	Metrics *prometheus.Registry
+	// MaxBodyBytes caps JSON request bodies.
+	MaxBodyBytes int64
+}
+
+// New returns the HTTP handler with every route registered.
+func New(cfg Config) *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(cfg.Log)
+
+	m := newHTTPMetrics(cfg.Metrics)
+	e.Use(middleware.RequestID())
+	e.Use(m.middleware)
+	e.Use(accessLog(cfg.Log))
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+		cfg.Log.ErrorContext(c.Request().Context(), "panic", "err", err.Error(), "stack", string(stack))
+		return err
+	}}))
+
+	auth := authenticate(cfg.Tokens)
+	limit := middleware.BodyLimit(strconv.FormatInt(cfg.MaxBodyBytes, 10) + "B")
+
+	e.GET("/healthz", health)
+	e.GET("/readyz", ready(cfg.Ready))
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{})), auth, require(service.ActionMetrics))
+
+	v1 := e.Group("/v1", limit)
+	v1.GET("/keys", listKeys(cfg.Keys))
+	v1.POST("/signatures", sign(cfg.Signing), auth)
+	v1.POST("/tokens", createToken(cfg.Tokens), auth, require(service.ActionManageTokens))
+	v1.GET("/tokens", listTokens(cfg.Tokens), auth, require(service.ActionManageTokens))
+	v1.DELETE("/tokens/:id", revokeToken(cfg.Tokens), auth, require(service.ActionManageTokens))
+
+	if cfg.Registry != nil {
+		reg := registryAccess(cfg.Tokens, cfg.Registry)
+		e.Any("/v2", reg)
+		e.Any("/v2/*", reg)
+	}
+	return e
+}
+
+func accessLog(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			if err != nil {
+				c.Error(err)
+			}
+			req := c.Request()
+			// The path is logged, never the query string or headers: tokens travel in headers.
+			log.InfoContext(req.Context(), "request",
+				"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
+				"method", req.Method, "path", req.URL.Path, "route", c.Path(),
+				"status", c.Response().Status, "bytes", c.Response().Size,
+				"duration_ms", time.Since(start).Milliseconds())
+			return nil
+		}
+	}
+}

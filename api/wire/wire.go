@@ -1,0 +1,83 @@
+// Package wire holds the JSON shapes of attestd's HTTP API, shared by the
+// server (package api) and the Go client (package api/client). It holds no
+// logic.
+package wire
+
+import "time"
+
+// Error is the body of every error response.
+type Error struct {
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody describes one error.
+type ErrorBody struct {
+	// Code is a stable, machine-readable error code.
+	Code string `json:"code"`
+	// Message is a human-readable explanation.
+	Message string `json:"message"`
+	// RequestID correlates the error with the server log.
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// SignRequest is the body of POST /v1/signatures.
+type SignRequest struct {
+	// Image is an image reference by tag or digest.
+	Image string `json:"image"`
+}
+
+// Location is where one copy of a signature is stored.
+type Location struct {
+	Kind    string `json:"kind"`
+	Ref     string `json:"ref"`
+	Tag     string `json:"tag,omitempty"`
+	Existed bool   `json:"existed"`
+}
+
+// SignResponse is the body of a successful POST /v1/signatures.
+type SignResponse struct {
+	Image     string     `json:"image"`
+	Digest    string     `json:"digest"`
+	KeyID     string     `json:"key_id"`
+	Locations []Location `json:"locations"`
+}
+
+// Key is one public key of GET /v1/keys.
+type Key struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	State     string `json:"state"`
+	PublicKey string `json:"public_key"`
+}
+
+// KeysResponse is the body of GET /v1/keys.
+type KeysResponse struct {
+	Keys []Key `json:"keys"`
+}
+
+// CreateTokenRequest is the body of POST /v1/tokens.
+type CreateTokenRequest struct {
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"`
+}
+
+// Token describes a token; Secret is set only in the response to its creation.
+type Token struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Roles     []string   `json:"roles"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	Secret    string     `json:"secret,omitempty"`
+}
+
+// TokensResponse is the body of GET /v1/tokens.
+type TokensResponse struct {
+	Tokens []Token `json:"tokens"`
+}
+
+// Health is the body of /healthz and /readyz.
+type Health struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks,omitempty"`
+}

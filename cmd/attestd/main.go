@@ -1,0 +1,140 @@
+// Command attestd is the attestation and signing service. `attestd serve`
+// with no configuration runs everything on one machine.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/attestd/attestd/internal/app"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := root().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "attestd:", err)
+		os.Exit(1)
+	}
+}
+
+func root() *cobra.Command {
+	r := &cobra.Command{
+		Use:           "attestd",
+		Short:         "Self-hosted supply-chain attestation and signing service",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	r.AddCommand(serveCmd(), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), app.Version) },
+	})
+	return r
+}
+
+func serveCmd() *cobra.Command {
+	var long strings.Builder
+	long.WriteString("Serve the API and, by default, the embedded registry.\n\n")
+	long.WriteString("With no configuration attestd keeps everything in --data-dir: a SQLite index,\n")
+	long.WriteString("a generated password-encrypted cosign key, the registry's blobs and the\n")
+	long.WriteString("bootstrap admin token (admin.token, mode 0600).\n\n")
+	long.WriteString("Settings are read from the YAML file, then the environment, then flags:\n\n")
+	for _, s := range app.Settings {
+		flag := "--" + s.Flag
+		if s.Flag == "" {
+			flag = "(env only)"
+		}
+		fmt.Fprintf(&long, "  %-20s %-27s %-26s %s\n", flag, s.Env, s.YAML, s.Help)
+	}
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the attestd server",
+		Long:  long.String(),
+		Args:  cobra.NoArgs,
+	}
+	d := app.Defaults()
+	f := c.Flags()
+	f.String("config", "", "YAML config file (env ATTESTD_CONFIG)")
+	for _, s := range app.Settings {
+		if s.Flag == "" || s.Flag == "config" {
+			continue
+		}
+		f.String(s.Flag, defaultOf(d, s.Flag), s.Help+" (env "+s.Env+")")
+	}
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		cfg := app.Defaults()
+		path, _ := f.GetString("config")
+		if path == "" {
+			path = os.Getenv("ATTESTD_CONFIG")
+		}
+		if path != "" {
+			if err := cfg.LoadFile(path); err != nil {
+				return err
+			}
+		}
+		if err := cfg.ApplyEnv(os.Getenv); err != nil {
+			return err
+		}
+		for _, s := range app.Settings {
+			if s.Flag != "" && s.Flag != "config" && f.Changed(s.Flag) {
+				v, _ := f.GetString(s.Flag)
+				if err := cfg.Set(s.Flag, v); err != nil {
+					return err
+				}
+			}
+		}
+		return serve(c.Context(), cfg)
+	}
+	return c
+}
+
+func defaultOf(d app.Config, flag string) string {
+	switch flag {
+	case "listen":
+		return d.Listen
+	case "data-dir":
+		return d.DataDir
+	case "log-level":
+		return d.LogLevel
+	case "max-body-bytes":
+		return fmt.Sprint(d.MaxBodyBytes)
+	case "max-manifest-bytes":
+		return fmt.Sprint(d.MaxManifestBytes)
+	case "shutdown-timeout":
+		return d.ShutdownTimeout.String()
+	case "embedded-registry":
+		return fmt.Sprint(d.EmbeddedRegistry.Enabled)
+	}
+	return ""
+}
+
+func serve(ctx context.Context, cfg app.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	a, err := app.New(ctx, cfg, os.Getenv("ATTESTD_KEY_PASSWORD"), ln, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	return a.Serve(ctx)
+}

@@ -1,0 +1,248 @@
+// Package app wires attestd's parts from a Config: the index, the key, the
+// registries, the services and the HTTP API. It holds no business logic.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/attestd/attestd/api"
+	"github.com/attestd/attestd/keys"
+	"github.com/attestd/attestd/service"
+	"github.com/attestd/attestd/storage/index"
+	"github.com/attestd/attestd/storage/oci"
+	"github.com/attestd/attestd/storage/registry"
+)
+
+// Version is attestd's version, set at build time.
+var Version = "dev"
+
+// AdminTokenFile is the name of the bootstrap admin token file in the data dir.
+const AdminTokenFile = "admin.token"
+
+// App is a wired attestd server.
+type App struct {
+	srv      *http.Server
+	ln       net.Listener
+	db       *index.DB
+	log      *slog.Logger
+	cfg      Config
+	regHost  string
+	keyID    string
+	shutdown time.Duration
+}
+
+// New builds attestd from cfg, serving on ln. keyPassword may be empty: the
+// generated password file in the data dir is used then.
+func New(ctx context.Context, cfg Config, keyPassword string, ln net.Listener, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	db, err := index.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "index.db"))
+	if err != nil {
+		return nil, err
+	}
+	a := &App{ln: ln, db: db, log: log, cfg: cfg, shutdown: cfg.ShutdownTimeout}
+	if err := a.wire(ctx, keyPassword); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) wire(ctx context.Context, keyPassword string) error {
+	cfg := a.cfg
+	tokens, err := service.NewTokens(a.db)
+	if err != nil {
+		return err
+	}
+	tokenPath := filepath.Join(cfg.DataDir, AdminTokenFile)
+	created, err := tokens.Bootstrap(ctx, tokenPath)
+	if err != nil {
+		return err
+	}
+	if created {
+		a.log.InfoContext(ctx, "bootstrap admin token written", "path", tokenPath)
+	}
+
+	pw, err := keys.Password(cfg.DataDir, keyPassword)
+	if err != nil {
+		return err
+	}
+	key, err := keys.EnsureFileKey(cfg.DataDir, pw)
+	if err != nil {
+		return err
+	}
+	a.keyID = key.ID()
+
+	hosts, err := a.hosts(tokens.InternalCredential())
+	if err != nil {
+		return err
+	}
+	var kc authn.Keychain
+	if cfg.DockerConfig != "" {
+		if kc, err = oci.DockerConfigKeychain(cfg.DockerConfig); err != nil {
+			return err
+		}
+	}
+	regs, err := oci.NewRegistries(hosts, oci.Options{Keychain: kc, UserAgent: "attestd/" + Version, MaxManifestBytes: cfg.MaxManifestBytes})
+	if err != nil {
+		return err
+	}
+
+	var regHandler http.Handler
+	if cfg.EmbeddedRegistry.Enabled {
+		if regHandler, err = registry.New(ctx, filepath.Join(cfg.DataDir, "registry")); err != nil {
+			return err
+		}
+	}
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	e := api.New(api.Config{
+		Log:          a.log,
+		Tokens:       tokens,
+		Signing:      service.NewSigning(regs, regs, key, a.log),
+		Keys:         service.NewKeys(key),
+		Registry:     regHandler,
+		Ready:        a.readyChecks(),
+		Metrics:      metrics,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+	})
+	a.srv = &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// hosts lists the registries attestd may use: the embedded one (under its
+// name and its loopback address, with the in-memory credential) and the
+// configured external ones.
+func (a *App) hosts(internal string) ([]oci.Host, error) {
+	var hosts []oci.Host
+	if a.cfg.EmbeddedRegistry.Enabled {
+		_, port, err := net.SplitHostPort(a.ln.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		a.regHost = a.cfg.EmbeddedRegistry.Host
+		if a.regHost == "" {
+			a.regHost = "localhost:" + port
+		}
+		auth := &authn.Basic{Username: "attestd", Password: internal}
+		hosts = append(hosts, oci.Host{Name: a.regHost, Auth: auth})
+		if alias := "127.0.0.1:" + port; alias != a.regHost {
+			hosts = append(hosts, oci.Host{Name: alias, Auth: auth})
+		}
+	}
+	for _, r := range a.cfg.Registries {
+		h := oci.Host{Name: r.Host, Insecure: r.Insecure}
+		switch {
+		case r.TokenEnv != "":
+			tok := os.Getenv(r.TokenEnv)
+			if tok == "" {
+				return nil, fmt.Errorf("registry %s: environment variable %s is empty", r.Host, r.TokenEnv)
+			}
+			h.Auth = &authn.Bearer{Token: tok}
+		case r.Username != "":
+			pw := os.Getenv(r.PasswordEnv)
+			if pw == "" {
+				return nil, fmt.Errorf("registry %s: environment variable %q (password_env) is empty", r.Host, r.PasswordEnv)
+			}
+			h.Auth = &authn.Basic{Username: r.Username, Password: pw}
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, nil
+}
+
+func (a *App) readyChecks() []api.Check {
+	checks := []api.Check{
+		{Name: "index", Fn: a.db.Ping},
+		{Name: "key", Fn: func(context.Context) error {
+			if a.keyID == "" {
+				return errors.New("no signing key")
+			}
+			return nil
+		}},
+	}
+	if a.cfg.EmbeddedRegistry.Enabled {
+		url := "http://" + a.ln.Addr().String() + "/v2/"
+		checks = append(checks, api.Check{Name: "registry", Fn: func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("registry answered %d", resp.StatusCode)
+			}
+			return nil
+		}})
+	}
+	return checks
+}
+
+// RegistryHost is the embedded registry's name in image references.
+func (a *App) RegistryHost() string { return a.regHost }
+
+// KeyID is the id of the active signing key.
+func (a *App) KeyID() string { return a.keyID }
+
+// URL is the base URL of the API.
+func (a *App) URL() string {
+	addr := a.ln.Addr().String()
+	if strings.HasPrefix(addr, "[::]") || strings.HasPrefix(addr, "0.0.0.0") {
+		_, port, _ := net.SplitHostPort(addr)
+		addr = "127.0.0.1:" + port
+	}
+	return "http://" + addr
+}
+
+// Serve serves until ctx is done, then shuts down gracefully: in-flight
+// requests finish within the shutdown timeout.
+func (a *App) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- a.srv.Serve(a.ln) }()
+	a.log.InfoContext(ctx, "attestd serving", "url", a.URL(), "registry", a.regHost, "key_id", a.keyID, "version", Version)
+	select {
+	case err := <-errc:
+		_ = a.db.Close()
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), a.shutdown)
+	defer cancel()
+	err := a.srv.Shutdown(sctx)
+	if cerr := a.db.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

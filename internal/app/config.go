@@ -1,0 +1,202 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is every setting of `attestd serve`. Secrets are never settings:
+// the key password comes from ATTESTD_KEY_PASSWORD or a 0600 file, registry
+// passwords from the environment variables the config names.
+type Config struct {
+	// Listen is the address of the HTTP listener (API and embedded registry).
+	Listen string `yaml:"listen"`
+	// DataDir holds the index, the key, the admin token and registry blobs.
+	DataDir string `yaml:"data_dir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// MaxBodyBytes caps JSON request bodies.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxManifestBytes caps every manifest read from a registry.
+	MaxManifestBytes int64 `yaml:"max_manifest_bytes"`
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// EmbeddedRegistry configures the registry served under /v2/.
+	EmbeddedRegistry EmbeddedRegistry `yaml:"embedded_registry"`
+	// Registries are the external registries attestd may talk to.
+	Registries []Registry `yaml:"registries"`
+	// DockerConfig is a docker config.json whose credentials are used for
+	// external registries without their own.
+	DockerConfig string `yaml:"docker_config"`
+}
+
+// EmbeddedRegistry configures the embedded registry.
+type EmbeddedRegistry struct {
+	// Enabled serves the registry under /v2/.
+	Enabled bool `yaml:"enabled"`
+	// Host is the registry name used in image references; default localhost:<port>.
+	Host string `yaml:"host"`
+}
+
+// Registry is one external registry.
+type Registry struct {
+	// Host is host[:port] as written in image references.
+	Host string `yaml:"host"`
+	// Insecure uses plain http (loopback hosts always do).
+	Insecure bool `yaml:"insecure"`
+	// Username for basic auth; the password comes from PasswordEnv.
+	Username string `yaml:"username"`
+	// PasswordEnv names the environment variable holding the basic-auth password.
+	PasswordEnv string `yaml:"password_env"`
+	// TokenEnv names the environment variable holding a bearer (registry) token.
+	TokenEnv string `yaml:"token_env"`
+}
+
+// Defaults is the zero-config configuration.
+func Defaults() Config {
+	return Config{
+		Listen:           "127.0.0.1:8080",
+		DataDir:          "attestd-data",
+		LogLevel:         "info",
+		MaxBodyBytes:     1 << 20,
+		MaxManifestBytes: 4 << 20,
+		ShutdownTimeout:  20 * time.Second,
+		EmbeddedRegistry: EmbeddedRegistry{Enabled: true},
+	}
+}
+
+// Setting documents one setting for --help and the README.
+type Setting struct {
+	Flag, Env, YAML, Help string
+}
+
+// Settings lists every setting with its flag, environment variable and YAML key.
+var Settings = []Setting{
+	{"config", "ATTESTD_CONFIG", "", "YAML config file; env and flags override it"},
+	{"listen", "ATTESTD_LISTEN", "listen", "address of the HTTP listener (API and embedded registry)"},
+	{"data-dir", "ATTESTD_DATA_DIR", "data_dir", "data directory: index, key, admin token, registry blobs"},
+	{"log-level", "ATTESTD_LOG_LEVEL", "log_level", "debug, info, warn or error"},
+	{"max-body-bytes", "ATTESTD_MAX_BODY_BYTES", "max_body_bytes", "cap on JSON request bodies (413 above it)"},
+	{"max-manifest-bytes", "ATTESTD_MAX_MANIFEST_BYTES", "max_manifest_bytes", "cap on each manifest read from a registry"},
+	{"shutdown-timeout", "ATTESTD_SHUTDOWN_TIMEOUT", "shutdown_timeout", "bound on graceful shutdown"},
+	{"embedded-registry", "ATTESTD_EMBEDDED_REGISTRY", "embedded_registry.enabled", "serve the embedded OCI registry under /v2/"},
+	{"registry-host", "ATTESTD_REGISTRY_HOST", "embedded_registry.host", "name of the embedded registry in image references (default localhost:<port>)"},
+	{"registries", "ATTESTD_REGISTRIES", "registries[].host", "comma-separated external registry hosts attestd may use (YAML adds credentials and insecure)"},
+	{"docker-config", "ATTESTD_DOCKER_CONFIG", "docker_config", "docker config.json with registry credentials"},
+	{"", "ATTESTD_KEY_PASSWORD", "", "password of the local key; default: a generated 0600 file in the data dir"},
+}
+
+// LoadFile reads a YAML config over c. Unknown keys are an error.
+func (c *Config) LoadFile(path string) error {
+	f, err := os.Open(path) //nolint:gosec // the operator names the config file
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(io.LimitReader(f, 1<<20))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// Set applies one setting by its flag name, from a flag or environment value.
+func (c *Config) Set(flag, v string) error {
+	var err error
+	switch flag {
+	case "listen":
+		c.Listen = v
+	case "data-dir":
+		c.DataDir = v
+	case "log-level":
+		c.LogLevel = v
+	case "max-body-bytes":
+		c.MaxBodyBytes, err = strconv.ParseInt(v, 10, 64)
+	case "max-manifest-bytes":
+		c.MaxManifestBytes, err = strconv.ParseInt(v, 10, 64)
+	case "shutdown-timeout":
+		c.ShutdownTimeout, err = time.ParseDuration(v)
+	case "embedded-registry":
+		c.EmbeddedRegistry.Enabled, err = strconv.ParseBool(v)
+	case "registry-host":
+		c.EmbeddedRegistry.Host = v
+	case "registries":
+		for _, h := range strings.Split(v, ",") {
+			if h = strings.TrimSpace(h); h != "" && !c.hasRegistry(h) {
+				c.Registries = append(c.Registries, Registry{Host: h})
+			}
+		}
+	case "docker-config":
+		c.DockerConfig = v
+	default:
+		return fmt.Errorf("unknown setting %q", flag)
+	}
+	if err != nil {
+		return fmt.Errorf("setting %s: %w", flag, err)
+	}
+	return nil
+}
+
+func (c *Config) hasRegistry(h string) bool {
+	for _, r := range c.Registries {
+		if strings.EqualFold(r.Host, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// ApplyEnv applies every ATTESTD_* setting found in the environment.
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	for _, s := range Settings {
+		if s.Flag == "" || s.Flag == "config" {
+			continue
+		}
+		if v := getenv(s.Env); v != "" {
+			if err := c.Set(s.Flag, v); err != nil {
+				return fmt.Errorf("%s: %w", s.Env, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen %q: %w", c.Listen, err))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is empty"))
+	}
+	if c.MaxBodyBytes <= 0 || c.MaxManifestBytes <= 0 {
+		errs = append(errs, errors.New("size limits must be positive"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	for _, r := range c.Registries {
+		if r.Host == "" || strings.ContainsAny(r.Host, "/@ ") {
+			errs = append(errs, fmt.Errorf("registry host %q: want host[:port]", r.Host))
+		}
+		if r.PasswordEnv != "" && r.TokenEnv != "" {
+			errs = append(errs, fmt.Errorf("registry %s: set password_env or token_env, not both", r.Host))
+		}
+	}
+	if !c.EmbeddedRegistry.Enabled && len(c.Registries) == 0 {
+		errs = append(errs, errors.New("no registry: enable the embedded registry or configure one"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,231 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/attestd/attestd/storage/index"
+)
+
+// Role names. A token has one or more.
+const (
+	RoleAdmin    = "admin"
+	RoleSigner   = "signer"
+	RoleVerifier = "verifier"
+	RoleAuditor  = "auditor"
+)
+
+// Roles lists every valid role.
+var Roles = []string{RoleAdmin, RoleSigner, RoleVerifier, RoleAuditor}
+
+// Action is something a caller may be allowed to do.
+type Action string
+
+// Actions and the roles that allow them. Admin allows everything.
+const (
+	ActionSign         Action = "sign"
+	ActionPush         Action = "registry.push"
+	ActionManageTokens Action = "tokens.manage"
+	ActionMetrics      Action = "metrics.read"
+)
+
+var allowed = map[Action][]string{
+	ActionSign:         {RoleSigner},
+	ActionPush:         {RoleSigner},
+	ActionManageTokens: {},
+	ActionMetrics:      {RoleAuditor},
+}
+
+// Principal is an authenticated caller.
+type Principal struct {
+	TokenID string
+	Name    string
+	Roles   []string
+}
+
+// Authorize returns nil if p may do a, and an error wrapping ErrForbidden otherwise.
+func Authorize(p Principal, a Action) error {
+	if slices.Contains(p.Roles, RoleAdmin) {
+		return nil
+	}
+	for _, r := range allowed[a] {
+		if slices.Contains(p.Roles, r) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s needs one of the roles %s", ErrForbidden, a, strings.Join(append([]string{RoleAdmin}, allowed[a]...), ", "))
+}
+
+type tokenStore interface {
+	InsertToken(ctx context.Context, t index.Token) error
+	TokenByHash(ctx context.Context, hash string) (index.Token, error)
+	ListTokens(ctx context.Context, limit int) ([]index.Token, error)
+	RevokeToken(ctx context.Context, id string, at time.Time) error
+	CountTokens(ctx context.Context) (int, error)
+}
+
+// Tokens issues, lists, revokes and checks API tokens. Token secrets are
+// returned once, at creation, and stored only as SHA-256 hashes.
+type Tokens struct {
+	store    tokenStore
+	internal string
+	now      func() time.Time
+}
+
+// tokenPrefix marks attestd tokens, so that secret scanners can find leaked ones.
+const tokenPrefix = "atd_"
+
+// NewTokens returns the token service. It also makes an in-memory credential
+// that attestd uses to push to its own embedded registry; it is never stored.
+func NewTokens(store tokenStore) (*Tokens, error) {
+	s, err := newSecret()
+	if err != nil {
+		return nil, err
+	}
+	return &Tokens{store: store, internal: s, now: time.Now}, nil
+}
+
+func newSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func hashToken(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// InternalCredential is the in-memory secret attestd presents to its own registry.
+func (t *Tokens) InternalCredential() string { return t.internal }
+
+// TokenInfo describes a token without its secret.
+type TokenInfo struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Roles     []string   `json:"roles"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+var tokenName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Create issues a token with the given roles and returns its secret once.
+func (t *Tokens) Create(ctx context.Context, name string, roles []string) (string, TokenInfo, error) {
+	if !tokenName.MatchString(name) {
+		return "", TokenInfo{}, fmt.Errorf("%w: token name must match %s", ErrInvalid, tokenName)
+	}
+	if len(roles) == 0 {
+		return "", TokenInfo{}, fmt.Errorf("%w: a token needs at least one role (%s)", ErrInvalid, strings.Join(Roles, ", "))
+	}
+	var clean []string
+	for _, r := range roles {
+		if !slices.Contains(Roles, r) {
+			return "", TokenInfo{}, fmt.Errorf("%w: unknown role %q (roles: %s)", ErrInvalid, r, strings.Join(Roles, ", "))
+		}
+		if !slices.Contains(clean, r) {
+			clean = append(clean, r)
+		}
+	}
+	secret, err := newSecret()
+	if err != nil {
+		return "", TokenInfo{}, err
+	}
+	idb := make([]byte, 8)
+	if _, err := rand.Read(idb); err != nil {
+		return "", TokenInfo{}, err
+	}
+	tok := index.Token{ID: hex.EncodeToString(idb), Name: name, Roles: clean, Hash: hashToken(secret), CreatedAt: t.now().UTC().Truncate(time.Second)}
+	if err := t.store.InsertToken(ctx, tok); err != nil {
+		return "", TokenInfo{}, err
+	}
+	return secret, info(tok), nil
+}
+
+func info(t index.Token) TokenInfo {
+	return TokenInfo{ID: t.ID, Name: t.Name, Roles: t.Roles, CreatedAt: t.CreatedAt, RevokedAt: t.RevokedAt}
+}
+
+// maxTokensListed caps a token listing.
+const maxTokensListed = 1000
+
+// List lists tokens, newest first.
+func (t *Tokens) List(ctx context.Context) ([]TokenInfo, error) {
+	ts, err := t.store.ListTokens(ctx, maxTokensListed)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TokenInfo, 0, len(ts))
+	for _, x := range ts {
+		out = append(out, info(x))
+	}
+	return out, nil
+}
+
+// Revoke revokes the token with id. Revocation takes effect on the next request.
+func (t *Tokens) Revoke(ctx context.Context, id string) error {
+	if err := t.store.RevokeToken(ctx, id, t.now()); err != nil {
+		if errors.Is(err, index.ErrNotFound) {
+			return fmt.Errorf("%w: no active token %q", ErrNotFound, id)
+		}
+		return err
+	}
+	return nil
+}
+
+// Authenticate returns the principal of secret, or an error wrapping ErrUnauthenticated.
+func (t *Tokens) Authenticate(ctx context.Context, secret string) (Principal, error) {
+	if secret == "" || len(secret) > 256 {
+		return Principal{}, ErrUnauthenticated
+	}
+	if subtle.ConstantTimeCompare([]byte(secret), []byte(t.internal)) == 1 {
+		return Principal{TokenID: "internal", Name: "attestd", Roles: []string{RoleSigner}}, nil
+	}
+	tok, err := t.store.TokenByHash(ctx, hashToken(secret))
+	if errors.Is(err, index.ErrNotFound) {
+		return Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("%w: token lookup: %w", ErrUnavailable, err)
+	}
+	return Principal{TokenID: tok.ID, Name: tok.Name, Roles: tok.Roles}, nil
+}
+
+// Bootstrap creates the first admin token and writes its secret to path with
+// mode 0600, if no token exists yet. It reports whether it created one. The
+// secret is never logged.
+func (t *Tokens) Bootstrap(ctx context.Context, path string) (bool, error) {
+	n, err := t.store.CountTokens(ctx)
+	if err != nil {
+		return false, err
+	}
+	if n > 0 {
+		return false, nil
+	}
+	secret, _, err := t.Create(ctx, "bootstrap-admin", []string{RoleAdmin})
+	if err != nil {
+		return false, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return false, fmt.Errorf("write admin token file: %w", err)
+	}
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		_ = f.Close()
+		return false, fmt.Errorf("write admin token file: %w", err)
+	}
+	return true, f.Close()
+}

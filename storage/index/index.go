@@ -1,0 +1,178 @@
+// Package index is attestd's metadata index: API tokens today, and the
+// evidence index later. SQLite (modernc.org/sqlite, no cgo) is the default.
+//
+// It MUST NOT be the only copy of evidence: evidence lives in the registry.
+// Token secrets MUST be stored only as hashes.
+package index
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // the SQLite driver
+)
+
+// ErrNotFound means no row matched.
+var ErrNotFound = errors.New("not found")
+
+// DB is the index database.
+type DB struct {
+	db *sql.DB
+}
+
+// OpenSQLite opens (and migrates) the SQLite index at path.
+func OpenSQLite(ctx context.Context, path string) (*DB, error) {
+	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open index: %w", err)
+	}
+	db.SetMaxOpenConns(4)
+	d := &DB{db: db}
+	if err := d.migrate(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Ping checks the database answers.
+func (d *DB) Ping(ctx context.Context) error { return d.db.PingContext(ctx) }
+
+var migrations = []string{
+	`CREATE TABLE tokens (
+		id         TEXT PRIMARY KEY,
+		name       TEXT NOT NULL,
+		roles      TEXT NOT NULL,
+		hash       TEXT NOT NULL UNIQUE,
+		created_at TIMESTAMP NOT NULL,
+		revoked_at TIMESTAMP
+	)`,
+}
+
+func (d *DB) migrate(ctx context.Context) error {
+	if _, err := d.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var v int
+	if err := d.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := d.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("migrate to %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, i+1); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("migrate to %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate to %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// Token is a stored API token. The secret itself is never stored.
+type Token struct {
+	ID        string
+	Name      string
+	Roles     []string
+	Hash      string
+	CreatedAt time.Time
+	RevokedAt *time.Time
+}
+
+// InsertToken stores t.
+func (d *DB) InsertToken(ctx context.Context, t Token) error {
+	_, err := d.db.ExecContext(ctx,
+		`INSERT INTO tokens (id, name, roles, hash, created_at) VALUES (?, ?, ?, ?, ?)`,
+		t.ID, t.Name, strings.Join(t.Roles, ","), t.Hash, t.CreatedAt.UTC())
+	if err != nil {
+		return fmt.Errorf("insert token: %w", err)
+	}
+	return nil
+}
+
+// TokenByHash returns the unrevoked token with the given hash.
+func (d *DB) TokenByHash(ctx context.Context, hash string) (Token, error) {
+	row := d.db.QueryRowContext(ctx,
+		`SELECT id, name, roles, hash, created_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL`, hash)
+	return scanToken(row)
+}
+
+// ListTokens lists every token, newest first, at most limit.
+func (d *DB) ListTokens(ctx context.Context, limit int) ([]Token, error) {
+	rows, err := d.db.QueryContext(ctx,
+		`SELECT id, name, roles, hash, created_at, revoked_at FROM tokens ORDER BY created_at DESC, id LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// CountTokens counts tokens, revoked or not.
+func (d *DB) CountTokens(ctx context.Context) (int, error) {
+	var n int
+	err := d.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens`).Scan(&n)
+	return n, err
+}
+
+// RevokeToken marks a token revoked. It returns ErrNotFound if no unrevoked token has that id.
+func (d *DB) RevokeToken(ctx context.Context, id string, at time.Time) error {
+	res, err := d.db.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, at.UTC(), id)
+	if err != nil {
+		return fmt.Errorf("revoke token: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanToken(s scanner) (Token, error) {
+	var t Token
+	var roles string
+	var revoked sql.NullTime
+	if err := s.Scan(&t.ID, &t.Name, &roles, &t.Hash, &t.CreatedAt, &revoked); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return Token{}, ErrNotFound
+		}
+		return Token{}, fmt.Errorf("read token: %w", err)
+	}
+	if roles != "" {
+		t.Roles = strings.Split(roles, ",")
+	}
+	if revoked.Valid {
+		r := revoked.Time
+		t.RevokedAt = &r
+	}
+	return t, nil
+}

@@ -1,0 +1,190 @@
+// Package oci reads and writes signatures and attestations in OCI registries,
+// in cosign's layouts: the legacy `sha256-<hex>.sig` tag and sigstore bundles
+// stored as OCI 1.1 referrers (with the tag-schema fallback where a registry
+// has no referrers API).
+//
+// It MUST talk only to configured registry hosts: a reference to any other
+// host is refused before a request is made. It MUST NOT trust what a registry
+// returns without checking digests and sizes.
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Errors callers map to responses.
+var (
+	// ErrHostNotAllowed means a reference names a registry that is not configured.
+	ErrHostNotAllowed = errors.New("registry host is not configured")
+	// ErrBadReference means a reference does not parse.
+	ErrBadReference = errors.New("invalid image reference")
+	// ErrNotFound means the registry has no such manifest.
+	ErrNotFound = errors.New("not found in registry")
+	// ErrTooLarge means a registry object is over its configured cap.
+	ErrTooLarge = errors.New("registry object over size limit")
+	// ErrDigestMismatch means a registry returned content whose digest is not the one requested.
+	ErrDigestMismatch = errors.New("registry returned content with a different digest")
+	// ErrUnavailable means the registry could not be reached or failed.
+	ErrUnavailable = errors.New("registry unavailable")
+)
+
+// Host is one configured registry.
+type Host struct {
+	// Name is host[:port] as written in image references.
+	Name string
+	// Insecure makes attestd use plain http. Loopback hosts use http anyway.
+	Insecure bool
+	// Auth is the authenticator for this host; nil means the keychain, then anonymous.
+	Auth authn.Authenticator
+}
+
+// Registries is the set of registries attestd may talk to.
+type Registries struct {
+	hosts       map[string]Host
+	keychain    authn.Keychain
+	transport   http.RoundTripper
+	userAgent   string
+	maxManifest int64
+}
+
+// Options configures Registries.
+type Options struct {
+	// Keychain supplies credentials for hosts without their own Auth (e.g. a docker config file).
+	Keychain authn.Keychain
+	// Transport is the HTTP transport; nil means a default with timeouts.
+	Transport http.RoundTripper
+	// UserAgent is sent with every request.
+	UserAgent string
+	// MaxManifestBytes caps every manifest or index read. Zero means 4 MiB.
+	MaxManifestBytes int64
+}
+
+// NewRegistries returns the registry set for hosts.
+func NewRegistries(hosts []Host, o Options) (*Registries, error) {
+	r := &Registries{
+		hosts:       make(map[string]Host, len(hosts)),
+		keychain:    o.Keychain,
+		transport:   o.Transport,
+		userAgent:   o.UserAgent,
+		maxManifest: o.MaxManifestBytes,
+	}
+	for _, h := range hosts {
+		n := strings.ToLower(strings.TrimSpace(h.Name))
+		if n == "" || strings.ContainsAny(n, "/@ ") {
+			return nil, fmt.Errorf("registry host %q: must be host[:port]", h.Name)
+		}
+		h.Name = n
+		r.hosts[n] = h
+	}
+	if r.keychain == nil {
+		r.keychain = authn.NewMultiKeychain() // anonymous
+	}
+	if r.transport == nil {
+		r.transport = DefaultTransport()
+	}
+	if r.maxManifest <= 0 {
+		r.maxManifest = 4 << 20
+	}
+	return r, nil
+}
+
+// DefaultTransport is an HTTP transport with connect, TLS and header timeouts.
+func DefaultTransport() http.RoundTripper {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+	}
+}
+
+// Hosts lists the configured host names.
+func (r *Registries) Hosts() []string {
+	out := make([]string, 0, len(r.hosts))
+	for h := range r.hosts {
+		out = append(out, h)
+	}
+	return out
+}
+
+// Parse parses s and checks that its registry is configured. It makes no request.
+func (r *Registries) Parse(s string) (name.Reference, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("%w: empty", ErrBadReference)
+	}
+	if len(s) > 1024 {
+		return nil, fmt.Errorf("%w: longer than 1024 characters", ErrBadReference)
+	}
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
+	}
+	h, ok := r.hosts[strings.ToLower(ref.Context().RegistryStr())]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s (configured: %s)", ErrHostNotAllowed, ref.Context().RegistryStr(), strings.Join(r.Hosts(), ", "))
+	}
+	if h.Insecure {
+		ref, err = name.ParseReference(s, name.Insecure)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
+		}
+	}
+	return ref, nil
+}
+
+// remoteOptions returns the ggcr options for repo. It refuses unconfigured hosts.
+func (r *Registries) remoteOptions(ctx context.Context, repo name.Repository) ([]remote.Option, error) {
+	h, ok := r.hosts[strings.ToLower(repo.RegistryStr())]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrHostNotAllowed, repo.RegistryStr())
+	}
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithTransport(r.transport),
+		remote.WithUserAgent(r.userAgent),
+	}
+	if h.Auth != nil {
+		opts = append(opts, remote.WithAuth(h.Auth))
+	} else {
+		opts = append(opts, remote.WithAuthFromKeychain(r.keychain))
+	}
+	return opts, nil
+}
+
+// classify maps a registry client error to this package's sentinels.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusNotFound:
+			return fmt.Errorf("%w: %w", ErrNotFound, err)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("%w: registry refused credentials: %w", ErrUnavailable, err)
+		}
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}

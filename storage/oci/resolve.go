@@ -1,0 +1,65 @@
+package oci
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// Resolved is a reference pinned to a digest.
+type Resolved struct {
+	// Digest is the pinned reference; every later step MUST use it.
+	Digest name.Digest
+	// Descriptor is the manifest's descriptor as read and checked.
+	Descriptor v1.Descriptor
+}
+
+// Resolve pins ref to a digest once. A tag is resolved with a HEAD (or GET
+// where HEAD is not served); the manifest is then fetched by that digest and
+// its content is hashed and compared with the digest, and its size with the cap.
+func (r *Registries) Resolve(ctx context.Context, ref name.Reference) (Resolved, error) {
+	opts, err := r.remoteOptions(ctx, ref.Context())
+	if err != nil {
+		return Resolved{}, err
+	}
+	var want name.Digest
+	if d, ok := ref.(name.Digest); ok {
+		want = d
+	} else {
+		desc, err := remote.Head(ref, opts...)
+		if err != nil {
+			return Resolved{}, fmt.Errorf("resolve %s: %w", ref, classify(err))
+		}
+		if desc.Size > r.maxManifest {
+			return Resolved{}, fmt.Errorf("resolve %s: manifest is %d bytes: %w", ref, desc.Size, ErrTooLarge)
+		}
+		want = ref.Context().Digest(desc.Digest.String())
+	}
+	desc, err := r.getManifest(ctx, want, opts)
+	if err != nil {
+		return Resolved{}, fmt.Errorf("resolve %s: %w", ref, err)
+	}
+	return Resolved{Digest: want, Descriptor: desc}, nil
+}
+
+// getManifest fetches the manifest at d, checking size and digest.
+func (r *Registries) getManifest(_ context.Context, d name.Digest, opts []remote.Option) (v1.Descriptor, error) {
+	got, err := remote.Get(d, opts...)
+	if err != nil {
+		return v1.Descriptor{}, classify(err)
+	}
+	if int64(len(got.Manifest)) > r.maxManifest {
+		return v1.Descriptor{}, fmt.Errorf("manifest is %d bytes: %w", len(got.Manifest), ErrTooLarge)
+	}
+	h, _, err := v1.SHA256(bytesReader(got.Manifest))
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	if h.String() != d.DigestStr() {
+		return v1.Descriptor{}, fmt.Errorf("%w: asked %s, got %s", ErrDigestMismatch, d.DigestStr(), h)
+	}
+	return v1.Descriptor{MediaType: got.MediaType, Digest: h, Size: int64(len(got.Manifest))}, nil
+}
