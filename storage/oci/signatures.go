@@ -211,7 +211,7 @@ func (r *Registries) Referrers(ctx context.Context, subject name.Digest, artifac
 	if err != nil {
 		return nil, err
 	}
-	idx, err := remote.Referrers(subject, append(opts, remote.WithFilter("artifactType", artifactType))...)
+	idx, err := remote.Referrers(subject, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("list referrers of %s: %w", subject, classify(err))
 	}
@@ -219,9 +219,11 @@ func (r *Registries) Referrers(ctx context.Context, subject name.Digest, artifac
 	if err != nil {
 		return nil, fmt.Errorf("list referrers of %s: %w", subject, err)
 	}
+	// Some registries report the config media type as the artifact type
+	// (the OCI empty config here); callers confirm by reading the manifest.
 	var out []v1.Descriptor
 	for _, d := range im.Manifests {
-		if d.ArtifactType == artifactType {
+		if d.ArtifactType == artifactType || d.ArtifactType == emptyConfigMediaType {
 			out = append(out, d)
 		}
 	}

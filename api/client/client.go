@@ -1,0 +1,130 @@
+// Package client is the Go client of attestd's HTTP API.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/attestd/attestd/api/wire"
+)
+
+// Error is an error response from attestd.
+type Error struct {
+	Status int
+	wire.ErrorBody
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code)
+	if e.RequestID != "" {
+		msg += ", request id " + e.RequestID
+	}
+	return msg
+}
+
+// Client talks to one attestd server.
+type Client struct {
+	base  *url.URL
+	token string
+	http  *http.Client
+}
+
+// maxResponseBytes caps a response body read by the client.
+const maxResponseBytes = 16 << 20
+
+// New returns a client for the server at baseURL, authenticating with token.
+func New(baseURL, token string) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server URL %q: want http(s)://host[:port]", baseURL)
+	}
+	return &Client{base: u, token: token, http: &http.Client{Timeout: 5 * time.Minute}}, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var we wire.Error
+		if json.Unmarshal(b, &we) != nil || we.Error.Code == "" {
+			return &Error{Status: resp.StatusCode, ErrorBody: wire.ErrorBody{Code: "HTTP", Message: http.StatusText(resp.StatusCode)}}
+		}
+		return &Error{Status: resp.StatusCode, ErrorBody: we.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decode response: %w", err)
+	}
+	return nil
+}
+
+// Sign signs image (by tag or digest) and returns where the signature is stored.
+func (c *Client) Sign(ctx context.Context, image string) (wire.SignResponse, error) {
+	var out wire.SignResponse
+	err := c.do(ctx, http.MethodPost, "/v1/signatures", wire.SignRequest{Image: image}, &out)
+	return out, err
+}
+
+// Keys lists the public keys.
+func (c *Client) Keys(ctx context.Context) ([]wire.Key, error) {
+	var out wire.KeysResponse
+	err := c.do(ctx, http.MethodGet, "/v1/keys", nil, &out)
+	return out.Keys, err
+}
+
+// CreateToken issues a token; its Secret is set only in this response.
+func (c *Client) CreateToken(ctx context.Context, name string, roles []string) (wire.Token, error) {
+	var out wire.Token
+	err := c.do(ctx, http.MethodPost, "/v1/tokens", wire.CreateTokenRequest{Name: name, Roles: roles}, &out)
+	return out, err
+}
+
+// Tokens lists tokens.
+func (c *Client) Tokens(ctx context.Context) ([]wire.Token, error) {
+	var out wire.TokensResponse
+	err := c.do(ctx, http.MethodGet, "/v1/tokens", nil, &out)
+	return out.Tokens, err
+}
+
+// RevokeToken revokes the token with id.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	if id == "" || strings.ContainsAny(id, "/?#") {
+		return errors.New("token id: want the id shown by `tokens list`")
+	}
+	return c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil)
+}

@@ -1,0 +1,142 @@
+// Package testenv starts a real attestd in-process for tests: embedded
+// registry, SQLite index and a generated key in a temporary data dir.
+package testenv
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/attestd/attestd/api/client"
+	"github.com/attestd/attestd/internal/app"
+)
+
+// Server is a running attestd.
+type Server struct {
+	URL          string
+	RegistryHost string
+	DataDir      string
+	KeyID        string
+	AdminToken   string
+	Admin        *client.Client
+	log          *lockedWriter
+}
+
+// LogText is everything the server has logged so far.
+func (s *Server) LogText() string {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	return s.log.b.String()
+}
+
+// Start runs attestd until the test ends. mod may change the config.
+func Start(t testing.TB, mod func(*app.Config)) *Server {
+	t.Helper()
+	cfg := app.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.ShutdownTimeout = 5 * time.Second
+	if mod != nil {
+		mod(&cfg)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logBuf := &lockedWriter{}
+	log := slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, "", ln, log)
+	if err != nil {
+		cancel()
+		t.Fatalf("app.New: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Errorf("serve: %v\n%s", err, buf[:n])
+		}
+	})
+	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, app.AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{URL: a.URL(), RegistryHost: a.RegistryHost(), DataDir: cfg.DataDir, KeyID: a.KeyID(), AdminToken: strings.TrimSpace(string(tok)), log: logBuf}
+	s.Admin = s.Client(t, s.AdminToken)
+	return s
+}
+
+// Client returns an API client with token.
+func (s *Server) Client(t testing.TB, token string) *client.Client {
+	t.Helper()
+	c, err := client.New(s.URL, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Token creates a token with roles and returns its secret.
+func (s *Server) Token(t testing.TB, roles ...string) string {
+	t.Helper()
+	tok, err := s.Admin.CreateToken(context.Background(), "test-"+roles[0], roles)
+	if err != nil {
+		t.Fatalf("create token: %v", err)
+	}
+	return tok.Secret
+}
+
+// PushRandom pushes a random image to repo on host and returns its tag and digest references.
+func PushRandom(t testing.TB, host, repo string, auth authn.Authenticator) (name.Tag, name.Digest, v1.Image) {
+	t.Helper()
+	img, err := random.Image(1024, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(host + "/" + repo + ":v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img, remote.WithAuth(auth)); err != nil {
+		t.Fatalf("push %s: %v", tag, err)
+	}
+	h, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tag, tag.Context().Digest(h.String()), img
+}
+
+// PublicKeyPEM is the server's public key file.
+func (s *Server) PublicKeyPEM(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(s.DataDir, "cosign.pub")
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
