@@ -130,3 +130,12 @@ func revokeToken(t *service.Tokens) echo.HandlerFunc {
 func wireToken(x service.TokenInfo) wire.Token {
 	return wire.Token{ID: x.ID, Name: x.Name, Roles: x.Roles, CreatedAt: x.CreatedAt, RevokedAt: x.RevokedAt}
 }
+
+// trustedRootJSON is a sigstore trusted root with no CA, log or timestamp
+// authority: attestd signs with keys and publishes no transparency log
+// entries. cosign v2.6 needs it (--trusted-root) to verify a bundle with --key.
+const trustedRootJSON = `{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`
+
+func trustedRoot(c echo.Context) error {
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, []byte(trustedRootJSON))
+}

@@ -69,6 +69,7 @@ func New(cfg Config) *echo.Echo {
 
 	v1 := e.Group("/v1", limit)
 	v1.GET("/keys", listKeys(cfg.Keys))
+	v1.GET("/trusted-root", trustedRoot)
 	v1.POST("/signatures", sign(cfg.Signing), auth)
 	v1.POST("/tokens", createToken(cfg.Tokens), auth, require(service.ActionManageTokens))
 	v1.GET("/tokens", listTokens(cfg.Tokens), auth, require(service.ActionManageTokens))

@@ -128,3 +128,11 @@ func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	}
 	return c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil)
 }
+
+// TrustedRoot returns the sigstore trusted root JSON for verifying attestd's
+// bundles with cosign --trusted-root.
+func (c *Client) TrustedRoot(ctx context.Context) ([]byte, error) {
+	var out json.RawMessage
+	err := c.do(ctx, http.MethodGet, "/v1/trusted-root", nil, &out)
+	return out, err
+}

@@ -140,3 +140,18 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
+
+// TrustedRoot writes the server's trusted root (GET /v1/trusted-root) to a
+// file and returns its path, for cosign --trusted-root.
+func (s *Server) TrustedRoot(t testing.TB) string {
+	t.Helper()
+	b, err := s.Admin.TrustedRoot(context.Background())
+	if err != nil {
+		t.Fatalf("trusted root: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "trusted_root.json")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

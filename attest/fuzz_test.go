@@ -1,0 +1,26 @@
+package attest
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+func FuzzParseBundle(f *testing.F) {
+	d, _ := name.NewDigest("example.com/a@sha256:" + string(bytes.Repeat([]byte("a"), 64)))
+	st, _ := SignStatement(d)
+	good, _ := Bundle(InTotoPayloadType, st, []byte("sig"), []byte("hint"))
+	f.Add(good)
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`))
+	f.Add([]byte(`{`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		env, err := ParseBundle(b)
+		if err != nil {
+			return
+		}
+		if len(env.Signatures) == 0 {
+			t.Fatal("accepted a bundle without signatures")
+		}
+	})
+}

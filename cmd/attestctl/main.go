@@ -1,0 +1,234 @@
+// Command attestctl is the command-line client of attestd for CI pipelines
+// and auditors. It is a thin layer over package api/client.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/attestd/attestd/api/client"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := root().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "attestctl:", err)
+		os.Exit(1)
+	}
+}
+
+type globals struct {
+	server, token, tokenFile, output string
+}
+
+func (g *globals) client() (*client.Client, error) {
+	tok := g.token
+	if tok == "" && g.tokenFile != "" {
+		b, err := os.ReadFile(g.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("token file: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	return client.New(g.server, tok)
+}
+
+// print writes v as JSON with -o json, or calls text otherwise.
+func (g *globals) print(w io.Writer, v any, text func(io.Writer)) error {
+	switch g.output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "text", "":
+		text(w)
+		return nil
+	}
+	return fmt.Errorf("output %q: want text or json", g.output)
+}
+
+func envOr(k, d string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return d
+}
+
+func root() *cobra.Command {
+	g := &globals{}
+	r := &cobra.Command{
+		Use:           "attestctl",
+		Short:         "Client for attestd: sign images, manage tokens, list keys",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := r.PersistentFlags()
+	pf.StringVar(&g.server, "server", envOr("ATTESTD_URL", "http://127.0.0.1:8080"), "attestd base URL (env ATTESTD_URL)")
+	pf.StringVar(&g.token, "token", "", "API token; prefer env ATTESTD_TOKEN, which keeps it out of the process list")
+	pf.StringVar(&g.tokenFile, "token-file", os.Getenv("ATTESTD_TOKEN_FILE"), "file holding the API token (env ATTESTD_TOKEN_FILE)")
+	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	r.PersistentPreRun = func(*cobra.Command, []string) {
+		if g.token == "" {
+			g.token = os.Getenv("ATTESTD_TOKEN")
+		}
+	}
+	r.AddCommand(signCmd(g), keysCmd(g), tokensCmd(g))
+	return r
+}
+
+func signCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "sign IMAGE",
+		Short: "Sign an image by digest (a tag is resolved once; the digest signed is printed)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := cl.Sign(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return g.print(c.OutOrStdout(), res, func(w io.Writer) {
+				fmt.Fprintf(w, "Signed %s\n  key %s\n", res.Image, res.KeyID)
+				for _, l := range res.Locations {
+					state := "written"
+					if l.Existed {
+						state = "already present"
+					}
+					where := l.Ref
+					if l.Tag != "" {
+						where = l.Tag
+					}
+					fmt.Fprintf(w, "  %-10s %s (%s)\n", l.Kind, where, state)
+				}
+			})
+		},
+	}
+}
+
+func keysCmd(g *globals) *cobra.Command {
+	var pemOnly bool
+	c := &cobra.Command{
+		Use:   "keys",
+		Short: "List attestd's public keys",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			ks, err := cl.Keys(c.Context())
+			if err != nil {
+				return err
+			}
+			if pemOnly {
+				for _, k := range ks {
+					if k.State == "active" {
+						_, err := io.WriteString(c.OutOrStdout(), k.PublicKey)
+						return err
+					}
+				}
+				return errors.New("no active key")
+			}
+			return g.print(c.OutOrStdout(), ks, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tSTATE\tID")
+				for _, k := range ks {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Name, k.State, k.ID)
+				}
+				_ = tw.Flush()
+			})
+		},
+	}
+	c.Flags().BoolVar(&pemOnly, "pem", false, "print only the active public key as PEM (for cosign verify --key)")
+	return c
+}
+
+func tokensCmd(g *globals) *cobra.Command {
+	t := &cobra.Command{Use: "tokens", Short: "Create, list and revoke API tokens (admin)"}
+	var name string
+	var roles []string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a token; its secret is printed once",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			tok, err := cl.CreateToken(c.Context(), name, roles)
+			if err != nil {
+				return err
+			}
+			return g.print(c.OutOrStdout(), tok, func(w io.Writer) {
+				fmt.Fprintf(w, "Created token %s (%s, roles %s). Its secret, shown only now:\n%s\n", tok.ID, tok.Name, strings.Join(tok.Roles, ","), tok.Secret)
+			})
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "token name (required)")
+	create.Flags().StringSliceVar(&roles, "role", nil, "role: admin, signer, verifier or auditor (repeatable)")
+	_ = create.MarkFlagRequired("name")
+	_ = create.MarkFlagRequired("role")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List tokens (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			ts, err := cl.Tokens(c.Context())
+			if err != nil {
+				return err
+			}
+			return g.print(c.OutOrStdout(), ts, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tNAME\tROLES\tCREATED\tREVOKED")
+				for _, x := range ts {
+					rev := "-"
+					if x.RevokedAt != nil {
+						rev = x.RevokedAt.Format("2006-01-02T15:04:05Z")
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.ID, x.Name, strings.Join(x.Roles, ","), x.CreatedAt.Format("2006-01-02T15:04:05Z"), rev)
+				}
+				_ = tw.Flush()
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a token; it is refused from the next request on",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.RevokeToken(c.Context(), args[0]); err != nil {
+				return err
+			}
+			return g.print(c.OutOrStdout(), map[string]string{"revoked": args[0]}, func(w io.Writer) {
+				fmt.Fprintf(w, "Revoked token %s\n", args[0])
+			})
+		},
+	}
+	t.AddCommand(create, list, revoke)
+	return t
+}

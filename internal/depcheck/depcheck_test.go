@@ -1,0 +1,105 @@
+// Package depcheck keeps the import arrows pointing one way:
+// api → service → attest, keys, storage.
+package depcheck
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/attestd/attestd/"
+
+type pkg struct {
+	ImportPath string
+	Imports    []string
+}
+
+func listPackages(t *testing.T) []pkg {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-json", "github.com/attestd/attestd/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if len(pkgs) < 8 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+	return pkgs
+}
+
+func under(path, prefix string) bool {
+	return path == mod+prefix || strings.HasPrefix(path, mod+prefix+"/")
+}
+
+// rule says: packages under from MUST NOT import anything matching bad.
+type rule struct {
+	from   string
+	why    string
+	forbid func(imp string) bool
+}
+
+var rules = []rule{
+	{"attest", "attest is pure formats: no I/O", func(i string) bool {
+		return i == "net/http" || i == "net" || i == "os" || i == "os/exec" || strings.HasPrefix(i, mod+"storage") || i == mod+"keys"
+	}},
+	{"service", "service knows nothing of HTTP", func(i string) bool {
+		return i == "net/http" || strings.HasPrefix(i, "github.com/labstack/echo")
+	}},
+	{"storage", "storage sits below service and api", func(i string) bool {
+		return under(i, "service") || under(i, "api") || i == mod+"internal/app"
+	}},
+	{"keys", "keys sits below service and api", func(i string) bool {
+		return under(i, "service") || under(i, "api") || under(i, "storage")
+	}},
+	{"service", "service does not call up into api", func(i string) bool { return under(i, "api") }},
+	{"api/client", "the client shares only wire types with the server", func(i string) bool {
+		return i == mod+"api" || under(i, "service") || under(i, "storage")
+	}},
+	{"cmd/attestctl", "attestctl talks to attestd only through api/client", func(i string) bool {
+		return i == mod+"api" || under(i, "service") || under(i, "storage") || under(i, "keys")
+	}},
+}
+
+func TestImportDirection(t *testing.T) {
+	for _, p := range listPackages(t) {
+		for _, r := range rules {
+			if !under(p.ImportPath, r.from) {
+				continue
+			}
+			for _, imp := range p.Imports {
+				if r.forbid(imp) {
+					t.Errorf("%s imports %s: %s", p.ImportPath, imp, r.why)
+				}
+			}
+		}
+		// Nothing but the wiring imports package api.
+		if p.ImportPath != mod+"internal/app" {
+			for _, imp := range p.Imports {
+				if imp == mod+"api" {
+					t.Errorf("%s imports package api; only internal/app may", p.ImportPath)
+				}
+			}
+		}
+	}
+}
+
+// TestRulesCatchViolations proves the rules can fail.
+func TestRulesCatchViolations(t *testing.T) {
+	if !rules[0].forbid("net/http") || !rules[1].forbid("github.com/labstack/echo/v4") || !rules[2].forbid(mod+"service") {
+		t.Fatal("a rule does not catch its own violation")
+	}
+}
