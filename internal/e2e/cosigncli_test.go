@@ -124,7 +124,6 @@ const (
 	legacyMarker = "cosign container image signature"
 )
 
-
 func TestCosignCLIEmbeddedRegistry(t *testing.T) {
 	s := testenv.Start(t, nil)
 	cliCase(t, s, s.RegistryHost, &authn.Basic{Username: "ci", Password: s.Token(t, "signer")})
