@@ -234,7 +234,7 @@ func (a *App) Serve(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
-	a.log.Info("shutting down")
+	a.log.InfoContext(ctx, "shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), a.shutdown)
 	defer cancel()
 	err := a.srv.Shutdown(sctx)

@@ -1,0 +1,87 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigPrecedence(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte("listen: 127.0.0.1:9000\ndata_dir: /from/file\nregistries:\n  - host: reg.example\n    insecure: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Defaults()
+	if err := c.LoadFile(p); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"ATTESTD_DATA_DIR": "/from/env", "ATTESTD_REGISTRIES": "other.example, reg.example", "ATTESTD_SHUTDOWN_TIMEOUT": "3s"}
+	if err := c.ApplyEnv(func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set("listen", "127.0.0.1:9100"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:9100" || c.DataDir != "/from/env" || c.ShutdownTimeout != 3*time.Second {
+		t.Errorf("precedence wrong: %+v", c)
+	}
+	if len(c.Registries) != 2 || !c.Registries[0].Insecure || c.Registries[1].Host != "other.example" {
+		t.Errorf("registries %+v", c.Registries)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("valid config refused: %v", err)
+	}
+}
+
+func TestConfigRefusals(t *testing.T) {
+	dir := t.TempDir()
+	for name, yaml := range map[string]string{
+		"unknown key":  "listne: x\n",
+		"bad duration": "shutdown_timeout: soon\n",
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
+		_ = os.WriteFile(p, []byte(yaml), 0o600)
+		c := Defaults()
+		if err := c.LoadFile(p); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	for name, mod := range map[string]func(*Config){
+		"bad listen":      func(c *Config) { c.Listen = "nope" },
+		"no registry":     func(c *Config) { c.EmbeddedRegistry.Enabled = false },
+		"bad level":       func(c *Config) { c.LogLevel = "loud" },
+		"zero body limit": func(c *Config) { c.MaxBodyBytes = 0 },
+		"host with path":  func(c *Config) { c.Registries = []Registry{{Host: "a/b"}} },
+		"two secrets":     func(c *Config) { c.Registries = []Registry{{Host: "a", PasswordEnv: "X", TokenEnv: "Y"}} },
+	} {
+		c := Defaults()
+		mod(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	c := Defaults()
+	if err := c.Set("max-body-bytes", "lots"); err == nil {
+		t.Error("non-numeric limit accepted")
+	}
+}
+
+func FuzzConfigFile(f *testing.F) {
+	f.Add([]byte("listen: 127.0.0.1:1\n"))
+	f.Add([]byte("registries:\n - host: a\n"))
+	f.Add([]byte("{{{"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c := Defaults()
+		if err := c.LoadFile(p); err != nil {
+			return
+		}
+		_ = c.Validate() // must not panic
+	})
+}
