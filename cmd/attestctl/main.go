@@ -79,10 +79,14 @@ func root() *cobra.Command {
 	pf.StringVar(&g.token, "token", "", "API token; prefer env ATTESTD_TOKEN, which keeps it out of the process list")
 	pf.StringVar(&g.tokenFile, "token-file", os.Getenv("ATTESTD_TOKEN_FILE"), "file holding the API token (env ATTESTD_TOKEN_FILE)")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
-	r.PersistentPreRun = func(*cobra.Command, []string) {
+	r.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if g.token == "" {
 			g.token = os.Getenv("ATTESTD_TOKEN")
 		}
+		if g.output != "text" && g.output != "json" {
+			return fmt.Errorf("output %q: want text or json", g.output)
+		}
+		return nil
 	}
 	r.AddCommand(signCmd(g), keysCmd(g), tokensCmd(g))
 	return r

@@ -182,9 +182,10 @@ func classify(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) {
+		return err
 	}
-	return err
+	// Anything else a registry exchange fails with (a malformed response,
+	// content that does not match its digest) is the registry's failure.
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }

@@ -2,11 +2,14 @@ package oci
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Resolved is a reference pinned to a digest.
@@ -30,6 +33,11 @@ func (r *Registries) Resolve(ctx context.Context, ref name.Reference) (Resolved,
 		want = d
 	} else {
 		desc, err := remote.Head(ref, opts...)
+		var te *transport.Error
+		if errors.As(err, &te) && (te.StatusCode == http.StatusMethodNotAllowed || te.StatusCode == http.StatusBadRequest) {
+			// Some registries serve no HEAD on manifests; GET the tag once instead.
+			desc, err = r.getTag(ref, opts)
+		}
 		if err != nil {
 			return Resolved{}, fmt.Errorf("resolve %s: %w", ref, classify(err))
 		}
@@ -43,6 +51,19 @@ func (r *Registries) Resolve(ctx context.Context, ref name.Reference) (Resolved,
 		return Resolved{}, fmt.Errorf("resolve %s: %w", ref, err)
 	}
 	return Resolved{Digest: want, Descriptor: desc}, nil
+}
+
+// getTag resolves a tag with a GET, for registries without HEAD.
+func (r *Registries) getTag(ref name.Reference, opts []remote.Option) (*v1.Descriptor, error) {
+	got, err := remote.Get(ref, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(got.Manifest)) > r.maxManifest {
+		return nil, fmt.Errorf("manifest is %d bytes: %w", len(got.Manifest), ErrTooLarge)
+	}
+	d := got.Descriptor
+	return &d, nil
 }
 
 // getManifest fetches the manifest at d, checking size and digest.
