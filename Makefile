@@ -8,6 +8,7 @@ FUZZTIME ?= 20000x
 
 export ATTESTD_COSIGN2 := $(BIN)/cosign2
 export ATTESTD_COSIGN3 := $(BIN)/cosign3
+export ATTESTD_LOCAL_KMS := $(BIN)/local-kms
 
 .DEFAULT_GOAL := help
 
@@ -18,7 +19,7 @@ build: ## Build attestd and attestctl into bin/
 	$(GO) build -o $(BIN)/attestd ./cmd/attestd
 	$(GO) build -o $(BIN)/attestctl ./cmd/attestctl
 
-tools: $(BIN)/cosign2 $(BIN)/cosign3 $(BIN)/crane ## Build the pinned test tools (cosign v2 and v3, crane) from tools/
+tools: $(BIN)/cosign2 $(BIN)/cosign3 $(BIN)/crane $(BIN)/local-kms ## Build the pinned test tools (cosign v2 and v3, crane, local-kms) from tools/
 
 $(BIN)/cosign2: tools/cosign2/go.mod tools/cosign2/go.sum
 	cd tools/cosign2 && $(GO) build -o $(BIN)/cosign2 github.com/sigstore/cosign/v2/cmd/cosign
@@ -26,13 +27,15 @@ $(BIN)/cosign3: tools/cosign3/go.mod tools/cosign3/go.sum
 	cd tools/cosign3 && $(GO) build -o $(BIN)/cosign3 github.com/sigstore/cosign/v3/cmd/cosign
 $(BIN)/crane: tools/crane/go.mod tools/crane/go.sum
 	cd tools/crane && $(GO) build -o $(BIN)/crane github.com/google/go-containerregistry/cmd/crane
+$(BIN)/local-kms: tools/localkms/go.mod tools/localkms/go.sum
+	cd tools/localkms && $(GO) build -o $(BIN)/local-kms github.com/nsmithuk/local-kms
 $(BIN)/golangci-lint: tools/lint/go.mod tools/lint/go.sum
 	cd tools/lint && $(GO) build -o $(BIN)/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 run: build ## Run attestd with zero configuration (data in ./attestd-data)
 	$(BIN)/attestd serve
 
-test: tools ## Run every test, with the real registry, cosign CLIs and race detector
+test: tools ## Run every test, with the real registry, local-kms, cosign CLIs and race detector
 	scripts/with-services $(GO) test -race -shuffle=on -count=1 $(PKGS)
 
 test-short: ## Run the fast unit tests only

@@ -66,11 +66,11 @@ func sign(s *service.Signing) echo.HandlerFunc {
 		if err := decode(c, &req); err != nil {
 			return err
 		}
-		res, err := s.Sign(c.Request().Context(), principal(c), service.SignRequest{Image: req.Image})
+		res, err := s.Sign(c.Request().Context(), principal(c), service.SignRequest{Image: req.Image, Key: req.Key})
 		if err != nil {
 			return err
 		}
-		out := wire.SignResponse{Image: res.Image, Digest: res.Digest, KeyID: res.KeyID}
+		out := wire.SignResponse{Image: res.Image, Digest: res.Digest, KeyID: res.KeyID, KeyName: res.KeyName}
 		for _, l := range res.Locations {
 			out.Locations = append(out.Locations, wire.Location{Kind: l.Kind, Ref: l.Ref, Tag: l.Tag, Existed: l.Existed})
 		}
@@ -82,7 +82,7 @@ func listKeys(k *service.Keys) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		out := wire.KeysResponse{Keys: []wire.Key{}}
 		for _, x := range k.List() {
-			out.Keys = append(out.Keys, wire.Key{ID: x.ID, Name: x.Name, State: x.State, PublicKey: x.PublicKey})
+			out.Keys = append(out.Keys, wire.Key{ID: x.ID, Name: x.Name, Ref: x.Ref, State: x.State, Default: x.Default, Repositories: x.Repositories, PublicKey: x.PublicKey})
 		}
 		return c.JSON(http.StatusOK, out)
 	}

@@ -82,7 +82,12 @@ func LoadFileKey(name, path string, password []byte) (*Key, error) {
 		// The cosign error names neither password nor key bytes.
 		return nil, fmt.Errorf("load key %s: %w", name, err)
 	}
-	return New(name, sv)
+	k, err := New(name, sv)
+	if err != nil {
+		return nil, err
+	}
+	k.uri = "file://" + path
+	return k, nil
 }
 
 func writeFileExcl(path string, data []byte, perm os.FileMode) error {

@@ -17,6 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"strings"
+	"time"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -30,16 +33,24 @@ var ErrBadSignature = errors.New("signature from key does not verify against its
 // Key is a named signing key. Every Sign call passes its context to the
 // underlying signer, which KMS signers need for deadlines.
 type Key struct {
-	name string
-	id   string
-	pem  []byte
-	sv   signature.SignerVerifier
-	pub  crypto.PublicKey
+	name   string
+	id     string
+	uri    string
+	pem    []byte
+	sv     signature.SignerVerifier
+	pub    crypto.PublicKey
+	policy CallPolicy
+	repos  []string
 }
 
-// New wraps sv as the key called name.
+// New wraps sv as the key called name. Signing calls are bounded by
+// DefaultCallPolicy.
 func New(name string, sv signature.SignerVerifier) (*Key, error) {
-	pub, err := sv.PublicKey()
+	return newWithContext(context.Background(), name, sv)
+}
+
+func newWithContext(ctx context.Context, name string, sv signature.SignerVerifier) (*Key, error) {
+	pub, err := sv.PublicKey(options.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("public key of %s: %w", name, err)
 	}
@@ -51,7 +62,54 @@ func New(name string, sv signature.SignerVerifier) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("public key pem of %s: %w", name, err)
 	}
-	return &Key{name: name, id: id, pem: pemBytes, sv: sv, pub: pub}, nil
+	return &Key{name: name, id: id, pem: pemBytes, sv: sv, pub: pub, policy: DefaultCallPolicy}, nil
+}
+
+// Named renames the key.
+func (k *Key) Named(name string) *Key { k.name = name; return k }
+
+// WithPolicy sets the bounds of each signing call.
+func (k *Key) WithPolicy(p CallPolicy) *Key { k.policy = p; return k }
+
+// WithRepositories limits the key to repositories matching one of the
+// patterns (see Allows). No pattern means every repository.
+func (k *Key) WithRepositories(patterns []string) *Key { k.repos = patterns; return k }
+
+// Ref is the key's reference (a KMS URI, or file) for display; it holds no secret.
+func (k *Key) Ref() string { return k.uri }
+
+// Repositories lists the patterns limiting the key, if any.
+func (k *Key) Repositories() []string { return k.repos }
+
+// Allows reports whether the key may sign in repo ("host/path"). A pattern
+// is matched with path.Match; one ending in "/**" matches the prefix at any depth.
+func (k *Key) Allows(repo string) bool {
+	if len(k.repos) == 0 {
+		return true
+	}
+	for _, p := range k.repos {
+		if matchRepo(p, repo) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchRepo matches repo against a path.Match pattern; a pattern ending in
+// "/**" matches any repository below the part before it.
+func matchRepo(pattern, repo string) bool {
+	prefix, subtree := strings.CutSuffix(pattern, "/**")
+	if !subtree {
+		ok, err := path.Match(pattern, repo)
+		return err == nil && ok
+	}
+	n := strings.Count(prefix, "/") + 1
+	segs := strings.Split(repo, "/")
+	if len(segs) <= n {
+		return false
+	}
+	ok, err := path.Match(prefix, strings.Join(segs[:n], "/"))
+	return err == nil && ok
 }
 
 // ID is the stable identifier of a public key: "sha256:" and the hex SHA-256
@@ -89,13 +147,33 @@ func (k *Key) Verifier() (signature.Verifier, error) {
 	return signature.LoadDefaultVerifier(k.pub)
 }
 
-// Sign signs message and verifies the result locally against the public key
-// before returning it, so that a faulty signer never yields a published
-// signature.
+// Sign signs message and verifies the result locally against the cached
+// public key before returning it, so that a faulty signer, or a KMS key
+// version other than the one attestd knows, never yields a published
+// signature. Each attempt has the policy's deadline; failed attempts are
+// retried with backoff, and a KMS that stays down gives ErrUnavailable. It
+// never falls back to another key.
 func (k *Key) Sign(ctx context.Context, message []byte) ([]byte, error) {
-	sig, err := k.sv.SignMessage(bytes.NewReader(message), options.WithContext(ctx))
+	var sig []byte
+	var err error
+	wait := k.policy.Backoff
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, k.policy.Timeout)
+		sig, err = k.sv.SignMessage(bytes.NewReader(message), options.WithContext(actx))
+		cancel()
+		if err == nil || attempt >= k.policy.Attempts || ctx.Err() != nil {
+			break
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		wait *= 2
+	}
 	if err != nil {
-		return nil, fmt.Errorf("sign with key %s: %w", k.name, err)
+		return nil, fmt.Errorf("sign with key %s: %w: %w", k.name, ErrUnavailable, err)
 	}
 	v, err := k.Verifier()
 	if err != nil {

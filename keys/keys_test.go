@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 )
@@ -97,4 +98,66 @@ func TestSignRefusesASignatureThatDoesNotVerify(t *testing.T) {
 		t.Errorf("Sign = %v, want ErrBadSignature", err)
 	}
 	_ = crypto.SHA256
+}
+
+func TestAllows(t *testing.T) {
+	sv, _, err := signature.NewDefaultECDSASignerVerifier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := New("k", sv)
+	if !k.Allows("any.example/x") {
+		t.Error("a key without patterns refuses a repository")
+	}
+	k.WithRepositories([]string{"reg.example/team/*", "*/release/**"})
+	for repo, want := range map[string]bool{
+		"reg.example/team/app":          true,
+		"reg.example/team/app/sub":      false,
+		"reg.example/other/app":         false,
+		"localhost:5000/release/a":      true,
+		"localhost:5000/release/a/b/c":  true,
+		"localhost:5000/release":        false,
+		"localhost:5000/x/release/a":    false,
+		"reg.example/team":              false,
+		"evil.example/reg.example/team": false,
+	} {
+		if got := k.Allows(repo); got != want {
+			t.Errorf("Allows(%q) = %v, want %v", repo, got, want)
+		}
+	}
+}
+
+// hanging never answers until its context ends, as a stuck KMS would.
+type hanging struct{ signature.SignerVerifier }
+
+func (h hanging) SignMessage(_ io.Reader, opts ...signature.SignOption) ([]byte, error) {
+	ctx := context.Background()
+	for _, o := range opts {
+		o.ApplyContext(&ctx)
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestSignGivesUpOnAHangingKMS(t *testing.T) {
+	sv, _, err := signature.NewDefaultECDSASignerVerifier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := New("stuck", hanging{sv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.WithPolicy(CallPolicy{Timeout: 20 * time.Millisecond, Attempts: 3, Backoff: time.Millisecond})
+	if _, err := k.Sign(context.Background(), []byte("x")); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Sign on a hanging KMS = %v, want ErrUnavailable after the deadline", err)
+	}
+}
+
+func TestLoadKMSRefusesUnknownReferences(t *testing.T) {
+	for _, uri := range []string{"", "file:///x", "s3://bucket/key", "awskms:/", "vault://x"} {
+		if _, err := LoadKMS(context.Background(), "k", uri, DefaultCallPolicy); !errors.Is(err, ErrBadReference) {
+			t.Errorf("LoadKMS(%q) = %v, want ErrBadReference", uri, err)
+		}
+	}
 }

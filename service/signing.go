@@ -3,8 +3,10 @@ package service
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -24,24 +26,30 @@ type signatureWriter interface {
 	WriteBundleReferrer(ctx context.Context, subject oci.Resolved, bundle []byte, mediaType, predicateType string, same oci.SameFunc) (oci.Location, error)
 }
 
+type keySet interface {
+	Get(name string) (*keys.Key, error)
+}
+
 // Signing signs container images by digest and stores each signature twice:
 // as cosign's legacy `.sig` tag and as a sigstore bundle referrer.
 type Signing struct {
 	resolve resolver
 	write   signatureWriter
-	key     *keys.Key
+	keys    keySet
 	log     *slog.Logger
 }
 
 // NewSigning returns the signing service.
-func NewSigning(r resolver, w signatureWriter, key *keys.Key, log *slog.Logger) *Signing {
-	return &Signing{resolve: r, write: w, key: key, log: log}
+func NewSigning(r resolver, w signatureWriter, ks keySet, log *slog.Logger) *Signing {
+	return &Signing{resolve: r, write: w, keys: ks, log: log}
 }
 
 // SignRequest asks for an image signature.
 type SignRequest struct {
 	// Image is a reference by tag or digest. A tag is resolved once.
 	Image string
+	// Key names the key to sign with; empty means the default key.
+	Key string
 }
 
 // SignResult says what was signed and where it is stored.
@@ -52,6 +60,8 @@ type SignResult struct {
 	Digest string `json:"digest"`
 	// KeyID is the id of the key that signed.
 	KeyID string `json:"key_id"`
+	// KeyName is the configured name of the key that signed.
+	KeyName string `json:"key_name"`
 	// Locations lists each stored copy.
 	Locations []oci.Location `json:"locations"`
 }
@@ -66,16 +76,23 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 	if err := Authorize(p, ActionSign); err != nil {
 		return SignResult{}, err
 	}
+	key, err := s.keys.Get(req.Key)
+	if err != nil {
+		return SignResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	ref, err := s.resolve.Parse(req.Image)
 	if err != nil {
 		return SignResult{}, registryErr(err)
+	}
+	if repo := ref.Context().Name(); !key.Allows(repo) {
+		return SignResult{}, fmt.Errorf("%w: key %s may not sign in %s (allowed: %s)", ErrForbidden, key.Name(), repo, strings.Join(key.Repositories(), ", "))
 	}
 	subj, err := s.resolve.Resolve(ctx, ref)
 	if err != nil {
 		return SignResult{}, registryErr(err)
 	}
 	d := subj.Digest
-	v, err := s.key.Verifier()
+	v, err := key.Verifier()
 	if err != nil {
 		return SignResult{}, err
 	}
@@ -85,9 +102,9 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 	if err != nil {
 		return SignResult{}, err
 	}
-	sig, err := s.key.Sign(ctx, payload)
+	sig, err := key.Sign(ctx, payload)
 	if err != nil {
-		return SignResult{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return SignResult{}, signErr(err)
 	}
 	legacy, err := s.write.WriteLegacySignature(ctx, d, payload, sig, v)
 	if err != nil {
@@ -100,33 +117,43 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 		return SignResult{}, err
 	}
 	pae := attest.PAE(attest.InTotoPayloadType, stmt)
-	dsig, err := s.key.Sign(ctx, pae)
+	dsig, err := key.Sign(ctx, pae)
 	if err != nil {
-		return SignResult{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return SignResult{}, signErr(err)
 	}
-	bundle, err := attest.Bundle(attest.InTotoPayloadType, stmt, dsig, s.key.Hint())
+	bundle, err := attest.Bundle(attest.InTotoPayloadType, stmt, dsig, key.Hint())
 	if err != nil {
 		return SignResult{}, err
 	}
-	referrer, err := s.write.WriteBundleReferrer(ctx, subj, bundle, attest.BundleMediaType, attest.CosignSignPredicateType, s.sameBundle(stmt, v))
+	referrer, err := s.write.WriteBundleReferrer(ctx, subj, bundle, attest.BundleMediaType, attest.CosignSignPredicateType, sameBundle(key, stmt, v))
 	if err != nil {
 		return SignResult{}, registryErr(fmt.Errorf("store bundle referrer for %s: %w (the legacy signature %s is stored)", d, err, legacy.Ref))
 	}
 
-	s.log.InfoContext(ctx, "signed image", "digest", d.DigestStr(), "repo", d.Context().String(), "key_id", s.key.ID(), "caller", p.Name,
+	s.log.InfoContext(ctx, "signed image", "digest", d.DigestStr(), "repo", d.Context().String(), "key", key.Name(), "key_id", key.ID(), "caller", p.Name,
 		"legacy_existed", legacy.Existed, "referrer_existed", referrer.Existed)
 	return SignResult{
 		Image:     d.String(),
 		Digest:    d.DigestStr(),
-		KeyID:     s.key.ID(),
+		KeyID:     key.ID(),
+		KeyName:   key.Name(),
 		Locations: []oci.Location{legacy, referrer},
 	}, nil
 }
 
 // sameBundle accepts a stored bundle as a duplicate when it carries the same
 // statement, made by this key, with a signature that verifies.
-func (s *Signing) sameBundle(stmt []byte, v signature.Verifier) oci.SameFunc {
-	hint := string(s.key.Hint())
+// signErr maps a signing failure: a KMS that is down or slow is retryable
+// (503); a signature that does not verify is the key's fault (502).
+func signErr(err error) error {
+	if errors.Is(err, keys.ErrBadSignature) {
+		return fmt.Errorf("%w: %w", ErrUpstream, err)
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+func sameBundle(key *keys.Key, stmt []byte, v signature.Verifier) oci.SameFunc {
+	hint := string(key.Hint())
 	return func(b []byte) bool {
 		env, err := attest.ParseBundle(b)
 		if err != nil || env.Hint != hint || env.PayloadType != attest.InTotoPayloadType || !bytes.Equal(env.Payload, stmt) {
@@ -144,29 +171,30 @@ func (s *Signing) sameBundle(stmt []byte, v signature.Verifier) oci.SameFunc {
 
 // KeyInfo describes a public key.
 type KeyInfo struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	State     string `json:"state"`
-	PublicKey string `json:"public_key"`
+	ID           string
+	Name         string
+	Ref          string
+	State        string
+	Default      bool
+	Repositories []string
+	PublicKey    string
 }
 
 // Keys lists the public keys of the key set.
 type Keys struct {
-	keys []*keys.Key
+	set *keys.Set
 }
 
-// NewKeys returns the key listing for ks; the first is the active key.
-func NewKeys(ks ...*keys.Key) *Keys { return &Keys{keys: ks} }
+// NewKeys returns the key listing for set.
+func NewKeys(set *keys.Set) *Keys { return &Keys{set: set} }
 
-// List returns every key with its PEM public key.
+// List returns every key with its PEM public key, the default first.
 func (k *Keys) List() []KeyInfo {
-	out := make([]KeyInfo, 0, len(k.keys))
-	for i, x := range k.keys {
-		state := "retired"
-		if i == 0 {
-			state = "active"
-		}
-		out = append(out, KeyInfo{ID: x.ID(), Name: x.Name(), State: state, PublicKey: string(x.PublicKeyPEM())})
+	all := k.set.All()
+	out := make([]KeyInfo, 0, len(all))
+	for _, x := range all {
+		out = append(out, KeyInfo{ID: x.ID(), Name: x.Name(), Ref: x.Ref(), State: "active", Default: x.Name() == k.set.Default(),
+			Repositories: x.Repositories(), PublicKey: string(x.PublicKeyPEM())})
 	}
 	return out
 }

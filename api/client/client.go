@@ -95,8 +95,13 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 
 // Sign signs image (by tag or digest) and returns where the signature is stored.
 func (c *Client) Sign(ctx context.Context, image string) (wire.SignResponse, error) {
+	return c.SignWith(ctx, wire.SignRequest{Image: image})
+}
+
+// SignWith signs as req says (a named key, for example).
+func (c *Client) SignWith(ctx context.Context, req wire.SignRequest) (wire.SignResponse, error) {
 	var out wire.SignResponse
-	err := c.do(ctx, http.MethodPost, "/v1/signatures", wire.SignRequest{Image: image}, &out)
+	err := c.do(ctx, http.MethodPost, "/v1/signatures", req, &out)
 	return out, err
 }
 

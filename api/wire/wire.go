@@ -24,6 +24,8 @@ type ErrorBody struct {
 type SignRequest struct {
 	// Image is an image reference by tag or digest.
 	Image string `json:"image"`
+	// Key names the key to sign with; empty means the default key.
+	Key string `json:"key,omitempty"`
 }
 
 // Location is where one copy of a signature is stored.
@@ -39,15 +41,19 @@ type SignResponse struct {
 	Image     string     `json:"image"`
 	Digest    string     `json:"digest"`
 	KeyID     string     `json:"key_id"`
+	KeyName   string     `json:"key_name"`
 	Locations []Location `json:"locations"`
 }
 
 // Key is one public key of GET /v1/keys.
 type Key struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	State     string `json:"state"`
-	PublicKey string `json:"public_key"`
+	ID           string   `json:"id"`
+	Name         string   `json:"name"`
+	Ref          string   `json:"ref"`
+	State        string   `json:"state"`
+	Default      bool     `json:"default"`
+	Repositories []string `json:"repositories,omitempty"`
+	PublicKey    string   `json:"public_key"`
 }
 
 // KeysResponse is the body of GET /v1/keys.

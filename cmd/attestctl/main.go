@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/attestd/attestd/api/client"
+	"github.com/attestd/attestd/api/wire"
 )
 
 func main() {
@@ -93,7 +94,8 @@ func root() *cobra.Command {
 }
 
 func signCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var key string
+	c := &cobra.Command{
 		Use:   "sign IMAGE",
 		Short: "Sign an image by digest (a tag is resolved once; the digest signed is printed)",
 		Args:  cobra.ExactArgs(1),
@@ -102,12 +104,12 @@ func signCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := cl.Sign(c.Context(), args[0])
+			res, err := cl.SignWith(c.Context(), wire.SignRequest{Image: args[0], Key: key})
 			if err != nil {
 				return err
 			}
 			return g.print(c.OutOrStdout(), res, func(w io.Writer) {
-				fmt.Fprintf(w, "Signed %s\n  key %s\n", res.Image, res.KeyID)
+				fmt.Fprintf(w, "Signed %s\n  key %s (%s)\n", res.Image, res.KeyName, res.KeyID)
 				for _, l := range res.Locations {
 					state := "written"
 					if l.Existed {
@@ -122,6 +124,8 @@ func signCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
+	c.Flags().StringVar(&key, "key", "", "name of the key to sign with (default: the server's default key)")
+	return c
 }
 
 func keysCmd(g *globals) *cobra.Command {
@@ -141,7 +145,7 @@ func keysCmd(g *globals) *cobra.Command {
 			}
 			if pemOnly {
 				for _, k := range ks {
-					if k.State == "active" {
+					if k.Default {
 						_, err := io.WriteString(c.OutOrStdout(), k.PublicKey)
 						return err
 					}
@@ -150,15 +154,19 @@ func keysCmd(g *globals) *cobra.Command {
 			}
 			return g.print(c.OutOrStdout(), ks, func(w io.Writer) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tSTATE\tID")
+				fmt.Fprintln(tw, "NAME\tSTATE\tDEFAULT\tREF\tID")
 				for _, k := range ks {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Name, k.State, k.ID)
+					def := ""
+					if k.Default {
+						def = "yes"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Name, k.State, def, k.Ref, k.ID)
 				}
 				_ = tw.Flush()
 			})
 		},
 	}
-	c.Flags().BoolVar(&pemOnly, "pem", false, "print only the active public key as PEM (for cosign verify --key)")
+	c.Flags().BoolVar(&pemOnly, "pem", false, "print only the default key's public key as PEM (for cosign verify --key)")
 	return c
 }
 

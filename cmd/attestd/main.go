@@ -114,6 +114,8 @@ func defaultOf(d app.Config, flag string) string {
 		return d.ShutdownTimeout.String()
 	case "embedded-registry":
 		return fmt.Sprint(d.EmbeddedRegistry.Enabled)
+	case "kms-timeout":
+		return d.KMSTimeout.String()
 	}
 	return ""
 }

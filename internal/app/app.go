@@ -80,15 +80,12 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		a.log.InfoContext(ctx, "bootstrap admin token written", "path", tokenPath)
 	}
 
-	pw, err := keys.Password(cfg.DataDir, keyPassword)
+	keySet, err := a.loadKeys(ctx, keyPassword)
 	if err != nil {
 		return err
 	}
-	key, err := keys.EnsureFileKey(cfg.DataDir, pw)
-	if err != nil {
-		return err
-	}
-	a.keyID = key.ID()
+	def, _ := keySet.Get("")
+	a.keyID = def.ID()
 
 	hosts, err := a.hosts(tokens.InternalCredential())
 	if err != nil {
@@ -118,8 +115,8 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	e := api.New(api.Config{
 		Log:          a.log,
 		Tokens:       tokens,
-		Signing:      service.NewSigning(regs, regs, key, a.log),
-		Keys:         service.NewKeys(key),
+		Signing:      service.NewSigning(regs, regs, keySet, a.log),
+		Keys:         service.NewKeys(keySet),
 		Registry:     regHandler,
 		Ready:        a.readyChecks(),
 		Metrics:      metrics,
@@ -132,6 +129,46 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	return nil
+}
+
+// loadKeys builds the key set. With no keys configured it is the generated
+// local key "default". A KMS key whose KMS cannot be reached stops startup:
+// attestd does not run with a key it cannot name.
+func (a *App) loadKeys(ctx context.Context, keyPassword string) (*keys.Set, error) {
+	cfgKeys := a.cfg.Keys
+	if len(cfgKeys) == 0 {
+		cfgKeys = []KeyConfig{{Name: "default", URI: "file://"}}
+	}
+	policy := keys.DefaultCallPolicy
+	policy.Timeout = a.cfg.KMSTimeout
+	var ks []*keys.Key
+	for _, kc := range cfgKeys {
+		var k *keys.Key
+		var err error
+		switch {
+		case kc.URI == "file://":
+			var pw []byte
+			if pw, err = keys.Password(a.cfg.DataDir, keyPassword); err == nil {
+				k, err = keys.EnsureFileKey(a.cfg.DataDir, pw)
+			}
+		case strings.HasPrefix(kc.URI, "file://"):
+			if keyPassword == "" {
+				return nil, fmt.Errorf("key %s: a key file needs ATTESTD_KEY_PASSWORD", kc.Name)
+			}
+			k, err = keys.LoadFileKey(kc.Name, strings.TrimPrefix(kc.URI, "file://"), []byte(keyPassword))
+		default:
+			k, err = keys.LoadKMS(ctx, kc.Name, kc.URI, policy)
+		}
+		if err != nil {
+			return nil, err
+		}
+		ks = append(ks, k.Named(kc.Name).WithPolicy(policy).WithRepositories(kc.Repositories))
+	}
+	def := a.cfg.DefaultKey
+	if def == "" {
+		def = cfgKeys[0].Name
+	}
+	return keys.NewSet(def, ks...)
 }
 
 // hosts lists the registries attestd may use: the embedded one (under its

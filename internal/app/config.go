@@ -36,6 +36,24 @@ type Config struct {
 	// DockerConfig is a docker config.json whose credentials are used for
 	// external registries without their own.
 	DockerConfig string `yaml:"docker_config"`
+	// Keys are the signing keys; none means the generated local key "default".
+	Keys []KeyConfig `yaml:"keys"`
+	// DefaultKey names the key used when a request names none.
+	DefaultKey string `yaml:"default_key"`
+	// KMSTimeout is the deadline of one KMS call; failed calls are tried 3 times.
+	KMSTimeout time.Duration `yaml:"kms_timeout"`
+}
+
+// KeyConfig is one signing key.
+type KeyConfig struct {
+	// Name is how requests and policies refer to the key.
+	Name string `yaml:"name"`
+	// URI is file:// (the generated local key), file:///path/cosign.key, or
+	// a KMS reference: awskms://, gcpkms://, azurekms://, hashivault://.
+	URI string `yaml:"uri"`
+	// Repositories limits the key to matching repositories ("host/path"
+	// globs; "host/team/**" for a whole subtree). Empty: any repository.
+	Repositories []string `yaml:"repositories"`
 }
 
 // EmbeddedRegistry configures the embedded registry.
@@ -70,6 +88,7 @@ func Defaults() Config {
 		MaxManifestBytes: 4 << 20,
 		ShutdownTimeout:  20 * time.Second,
 		EmbeddedRegistry: EmbeddedRegistry{Enabled: true},
+		KMSTimeout:       5 * time.Second,
 	}
 }
 
@@ -91,6 +110,9 @@ var Settings = []Setting{
 	{"registry-host", "ATTESTD_REGISTRY_HOST", "embedded_registry.host", "name of the embedded registry in image references (default localhost:<port>)"},
 	{"registries", "ATTESTD_REGISTRIES", "registries[].host", "comma-separated external registry hosts attestd may use (YAML adds credentials and insecure)"},
 	{"docker-config", "ATTESTD_DOCKER_CONFIG", "docker_config", "docker config.json with registry credentials"},
+	{"keys", "ATTESTD_KEYS", "keys[].name, keys[].uri", "signing keys as name=uri, comma-separated (file://, awskms://, gcpkms://, azurekms://, hashivault://)"},
+	{"default-key", "ATTESTD_DEFAULT_KEY", "default_key", "key used when a request names none (default: the first key)"},
+	{"kms-timeout", "ATTESTD_KMS_TIMEOUT", "kms_timeout", "deadline of one KMS call; each call is tried 3 times with backoff"},
 	{"", "ATTESTD_KEY_PASSWORD", "", "password of the local key; default: a generated 0600 file in the data dir"},
 }
 
@@ -137,6 +159,18 @@ func (c *Config) Set(flag, v string) error {
 		}
 	case "docker-config":
 		c.DockerConfig = v
+	case "keys":
+		for _, kv := range strings.Split(v, ",") {
+			n, uri, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok || n == "" || uri == "" {
+				return fmt.Errorf("setting keys: %q: want name=uri", kv)
+			}
+			c.Keys = append(c.Keys, KeyConfig{Name: n, URI: uri})
+		}
+	case "default-key":
+		c.DefaultKey = v
+	case "kms-timeout":
+		c.KMSTimeout, err = time.ParseDuration(v)
 	default:
 		return fmt.Errorf("unknown setting %q", flag)
 	}
@@ -195,8 +229,35 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("registry %s: set password_env or token_env, not both", r.Host))
 		}
 	}
+	names := map[string]bool{}
+	for _, k := range c.Keys {
+		switch {
+		case k.Name == "" || strings.ContainsAny(k.Name, " /,="):
+			errs = append(errs, fmt.Errorf("key name %q: want a plain name", k.Name))
+		case names[k.Name]:
+			errs = append(errs, fmt.Errorf("key name %q used twice", k.Name))
+		case !strings.HasPrefix(k.URI, "file://") && !isKMS(k.URI):
+			errs = append(errs, fmt.Errorf("key %s: uri must be file://, awskms://, gcpkms://, azurekms:// or hashivault://", k.Name))
+		}
+		names[k.Name] = true
+	}
+	if c.DefaultKey != "" && !names[c.DefaultKey] && (len(c.Keys) != 0 || c.DefaultKey != "default") {
+		errs = append(errs, fmt.Errorf("default_key %q is not a configured key", c.DefaultKey))
+	}
+	if c.KMSTimeout <= 0 {
+		errs = append(errs, errors.New("kms_timeout must be positive"))
+	}
 	if !c.EmbeddedRegistry.Enabled && len(c.Registries) == 0 {
 		errs = append(errs, errors.New("no registry: enable the embedded registry or configure one"))
 	}
 	return errors.Join(errs...)
+}
+
+func isKMS(uri string) bool {
+	for _, p := range []string{"awskms://", "gcpkms://", "azurekms://", "hashivault://"} {
+		if strings.HasPrefix(uri, p) {
+			return true
+		}
+	}
+	return false
 }
