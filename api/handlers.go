@@ -78,11 +78,54 @@ func sign(s *service.Signing) echo.HandlerFunc {
 	}
 }
 
-func listKeys(k *service.Keys) echo.HandlerFunc {
+func wireKeys(ks service.KeySet) wire.KeysResponse {
+	out := wire.KeysResponse{Revision: ks.Revision, Keys: []wire.Key{}}
+	for _, x := range ks.Keys {
+		out.Keys = append(out.Keys, wire.Key{ID: x.ID, Name: x.Name, Ref: x.Ref, State: x.State, Default: x.Default, CanSign: x.CanSign,
+			Repositories: x.Repositories, NotBefore: x.NotBefore, NotAfter: x.NotAfter, RevokedAt: x.RevokedAt, Reason: x.Reason, PublicKey: x.PublicKey})
+	}
+	return out
+}
+
+func listKeys(k *service.KeyLifecycle) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		out := wire.KeysResponse{Keys: []wire.Key{}}
-		for _, x := range k.List() {
-			out.Keys = append(out.Keys, wire.Key{ID: x.ID, Name: x.Name, Ref: x.Ref, State: x.State, Default: x.Default, Repositories: x.Repositories, PublicKey: x.PublicKey})
+		return c.JSON(http.StatusOK, wireKeys(k.List()))
+	}
+}
+
+func activateKey(k *service.KeyLifecycle) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ks, err := k.Activate(c.Request().Context(), principal(c), c.Param("name"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, wireKeys(ks))
+	}
+}
+
+func revokeKey(k *service.KeyLifecycle) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req wire.RevokeKeyRequest
+		if err := decode(c, &req); err != nil {
+			return err
+		}
+		ks, err := k.Revoke(c.Request().Context(), principal(c), c.Param("name"), req.Reason)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, wireKeys(ks))
+	}
+}
+
+func signatures(v *service.Verification) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		rep, err := v.Signatures(c.Request().Context(), principal(c), c.QueryParam("image"))
+		if err != nil {
+			return err
+		}
+		out := wire.SignaturesResponse{Image: rep.Image, Digest: rep.Digest, KeySetRevision: rep.KeySetRevision, Verified: rep.Verified, Signatures: []wire.SignatureCheck{}}
+		for _, x := range rep.Signatures {
+			out.Signatures = append(out.Signatures, wire.SignatureCheck{Format: x.Format, Ref: x.Ref, KeyID: x.KeyID, KeyName: x.KeyName, SignedAt: x.SignedAt, Valid: x.Valid, Reason: x.Reason})
 		}
 		return c.JSON(http.StatusOK, out)
 	}

@@ -33,7 +33,8 @@ type Config struct {
 	Log     *slog.Logger
 	Tokens  *service.Tokens
 	Signing *service.Signing
-	Keys    *service.Keys
+	Verify  *service.Verification
+	Keys    *service.KeyLifecycle
 	// Registry is the embedded registry handler, served under /v2/; nil for none.
 	Registry http.Handler
 	// Ready lists the readiness checks of /readyz.
@@ -70,7 +71,10 @@ func New(cfg Config) *echo.Echo {
 	v1 := e.Group("/v1", limit)
 	v1.GET("/keys", listKeys(cfg.Keys))
 	v1.GET("/trusted-root", trustedRoot)
+	v1.POST("/keys/:name/activate", activateKey(cfg.Keys), auth)
+	v1.POST("/keys/:name/revoke", revokeKey(cfg.Keys), auth)
 	v1.POST("/signatures", sign(cfg.Signing), auth)
+	v1.GET("/signatures", signatures(cfg.Verify), auth)
 	v1.POST("/tokens", createToken(cfg.Tokens), auth, require(service.ActionManageTokens))
 	v1.GET("/tokens", listTokens(cfg.Tokens), auth, require(service.ActionManageTokens))
 	v1.DELETE("/tokens/:id", revokeToken(cfg.Tokens), auth, require(service.ActionManageTokens))

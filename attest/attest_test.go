@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -15,7 +16,7 @@ func TestSignStatementBindsDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := SignStatement(d)
+	b, err := SignStatement(d, SignMeta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,15 +68,45 @@ func TestBundleRefusesEmpty(t *testing.T) {
 
 func TestSimpleSigningIsDeterministic(t *testing.T) {
 	d, _ := name.NewDigest("registry.example/team/app@sha256:" + hexd)
-	a, err := SimpleSigning(d)
+	a, err := SimpleSigning(d, SignMeta{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := SimpleSigning(d)
+	b, _ := SimpleSigning(d, SignMeta{})
 	if string(a) != string(b) {
 		t.Error("payload differs between calls")
 	}
 	if !strings.Contains(string(a), `"docker-manifest-digest":"sha256:`+hexd+`"`) || !strings.Contains(string(a), `"docker-reference":"registry.example/team/app"`) {
 		t.Errorf("payload %s", a)
+	}
+}
+
+func TestSignedMetaRoundTrip(t *testing.T) {
+	d, _ := name.NewDigest("registry.example/team/app@sha256:" + hexd)
+	at := time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC)
+	meta := SignMeta{SignedAt: at, KeyID: "sha256:abc"}
+	p, err := SimpleSigning(d, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg, got, err := ParseSimpleSigning(p)
+	if err != nil || dg != "sha256:"+hexd || !got.SignedAt.Equal(at) || got.KeyID != "sha256:abc" {
+		t.Errorf("simple signing round trip: %s %+v %v", dg, got, err)
+	}
+	b, err := SignStatement(d, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ParseStatement(b)
+	if err != nil || len(st.Subjects) != 1 || st.Subjects[0] != "sha256:"+hexd || !st.Meta.SignedAt.Equal(at) || st.PredicateType != CosignSignPredicateType {
+		t.Errorf("statement round trip: %+v %v", st, err)
+	}
+	for _, bad := range []string{`{}`, `{"critical":{"type":"other"}}`, `{"critical":{"type":"cosign container image signature","image":{}}}`} {
+		if _, _, err := ParseSimpleSigning([]byte(bad)); err == nil {
+			t.Errorf("ParseSimpleSigning(%s) accepted", bad)
+		}
+	}
+	if _, err := ParseStatement([]byte(`{"_type":"https://in-toto.io/Statement/v1"}`)); err == nil {
+		t.Error("statement without subject accepted")
 	}
 }

@@ -17,15 +17,28 @@ import (
 
 // SignStatement returns the in-toto Statement v1 that cosign v3 signs for an
 // image signature: the digest as the only subject, predicate type
-// https://sigstore.dev/cosign/sign/v1, and an empty predicate.
-func SignStatement(d name.Digest) ([]byte, error) {
+// https://sigstore.dev/cosign/sign/v1, and an empty predicate. meta goes in
+// the subject's annotations, where cosign puts its own (-a).
+func SignStatement(d name.Digest, meta SignMeta) ([]byte, error) {
 	alg, hex, ok := strings.Cut(d.DigestStr(), ":")
 	if !ok {
 		return nil, fmt.Errorf("%w: digest %q", ErrInvalid, d.DigestStr())
 	}
+	subject := &intotov1.ResourceDescriptor{Digest: map[string]string{alg: hex}}
+	if ann := meta.annotations(); len(ann) > 0 {
+		fields := map[string]any{}
+		for k, v := range ann {
+			fields[k] = v
+		}
+		st, err := structpb.NewStruct(fields)
+		if err != nil {
+			return nil, err
+		}
+		subject.Annotations = st
+	}
 	st := &intotov1.Statement{
 		Type:          intotov1.StatementTypeUri,
-		Subject:       []*intotov1.ResourceDescriptor{{Digest: map[string]string{alg: hex}}},
+		Subject:       []*intotov1.ResourceDescriptor{subject},
 		PredicateType: CosignSignPredicateType,
 		Predicate:     &structpb.Struct{},
 	}
@@ -109,3 +122,47 @@ func ParseBundle(b []byte) (*BundleEnvelope, error) {
 	}
 	return out, nil
 }
+
+// Statement is the part of an in-toto Statement v1 that verification needs.
+type Statement struct {
+	PredicateType string
+	// Subjects are the subject digests, "alg:hex".
+	Subjects []string
+	// Meta is attestd's signed metadata from the first subject's annotations.
+	Meta SignMeta
+	// Predicate is the predicate as JSON.
+	Predicate []byte
+}
+
+// ParseStatement parses and validates an in-toto Statement v1.
+func ParseStatement(b []byte) (*Statement, error) {
+	if len(b) > maxStatementBytes {
+		return nil, fmt.Errorf("%w: statement over %d bytes", ErrInvalid, maxStatementBytes)
+	}
+	var st intotov1.Statement
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%w: statement: %w", ErrInvalid, err)
+	}
+	if err := st.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: statement: %w", ErrInvalid, err)
+	}
+	out := &Statement{PredicateType: st.GetPredicateType()}
+	for i, s := range st.GetSubject() {
+		for alg, h := range s.GetDigest() {
+			out.Subjects = append(out.Subjects, alg+":"+h)
+		}
+		if i == 0 && s.GetAnnotations() != nil {
+			f := s.GetAnnotations().GetFields()
+			out.Meta = metaFrom(func(k string) string { return f[k].GetStringValue() })
+		}
+	}
+	pred, err := protojson.Marshal(st.GetPredicate())
+	if err != nil {
+		return nil, fmt.Errorf("%w: predicate: %w", ErrInvalid, err)
+	}
+	out.Predicate = pred
+	return out, nil
+}
+
+// maxStatementBytes bounds a statement accepted for parsing.
+const maxStatementBytes = 64 << 20

@@ -1,19 +1,87 @@
 package attest
 
 import (
+	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 )
 
+// Annotations attestd puts inside what it signs, so that they are covered
+// by the signature: when it signed and with which key.
+const (
+	AnnotationSignedAt = "dev.attestd/signed-at"
+	AnnotationKeyID    = "dev.attestd/key-id"
+)
+
+// SignMeta is the signed metadata of an attestd signature.
+type SignMeta struct {
+	SignedAt time.Time
+	KeyID    string
+}
+
+func (m SignMeta) annotations() map[string]string {
+	out := map[string]string{}
+	if !m.SignedAt.IsZero() {
+		out[AnnotationSignedAt] = m.SignedAt.UTC().Format(time.RFC3339)
+	}
+	if m.KeyID != "" {
+		out[AnnotationKeyID] = m.KeyID
+	}
+	return out
+}
+
+func metaFrom(get func(string) string) SignMeta {
+	var m SignMeta
+	if t, err := time.Parse(time.RFC3339, get(AnnotationSignedAt)); err == nil {
+		m.SignedAt = t
+	}
+	m.KeyID = get(AnnotationKeyID)
+	return m
+}
+
 // SimpleSigning returns the cosign simple-signing payload for the image
-// digest d. The bytes are deterministic for a given digest, so signing the
-// same digest twice yields the same payload.
-func SimpleSigning(d name.Digest) ([]byte, error) {
-	b, err := payload.Cosign{Image: d}.MarshalJSON()
+// digest d, with meta in its optional section.
+func SimpleSigning(d name.Digest, meta SignMeta) ([]byte, error) {
+	ann := map[string]any{}
+	for k, v := range meta.annotations() {
+		ann[k] = v
+	}
+	p := payload.Cosign{Image: d}
+	if len(ann) > 0 {
+		p.Annotations = ann
+	}
+	b, err := p.MarshalJSON()
 	if err != nil {
 		return nil, fmt.Errorf("simple-signing payload: %w", err)
 	}
 	return b, nil
+}
+
+// maxPayloadBytes bounds a signed payload accepted for parsing.
+const maxPayloadBytes = 1 << 20
+
+// ParseSimpleSigning reads a cosign simple-signing payload and returns the
+// digest it signs and attestd's signed metadata, if any.
+func ParseSimpleSigning(b []byte) (digest string, meta SignMeta, err error) {
+	if len(b) > maxPayloadBytes {
+		return "", SignMeta{}, fmt.Errorf("%w: payload over %d bytes", ErrInvalid, maxPayloadBytes)
+	}
+	var p payload.SimpleContainerImage
+	if err := json.Unmarshal(b, &p); err != nil {
+		return "", SignMeta{}, fmt.Errorf("%w: simple-signing payload: %w", ErrInvalid, err)
+	}
+	if p.Critical.Type != payload.CosignSignatureType {
+		return "", SignMeta{}, fmt.Errorf("%w: simple-signing type %q", ErrInvalid, p.Critical.Type)
+	}
+	if p.Critical.Image.DockerManifestDigest == "" {
+		return "", SignMeta{}, fmt.Errorf("%w: simple-signing payload names no digest", ErrInvalid)
+	}
+	meta = metaFrom(func(k string) string {
+		s, _ := p.Optional[k].(string)
+		return s
+	})
+	return p.Critical.Image.DockerManifestDigest, meta, nil
 }

@@ -19,6 +19,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -37,10 +38,61 @@ type Key struct {
 	id     string
 	uri    string
 	pem    []byte
-	sv     signature.SignerVerifier
 	pub    crypto.PublicKey
 	policy CallPolicy
 	repos  []string
+
+	mu     sync.Mutex
+	sv     signature.SignerVerifier                                // nil until loaded, or for a verify-only key
+	loader func(context.Context) (signature.SignerVerifier, error) // connects to the KMS later
+}
+
+// NewVerifyOnly is a key known only by its public key: it verifies and
+// cannot sign (a key no longer configured, kept for its signatures).
+func NewVerifyOnly(name string, pub crypto.PublicKey) (*Key, error) {
+	id, err := ID(pub)
+	if err != nil {
+		return nil, fmt.Errorf("key id of %s: %w", name, err)
+	}
+	pemBytes, err := cryptoutils.MarshalPublicKeyToPEM(pub)
+	if err != nil {
+		return nil, fmt.Errorf("public key pem of %s: %w", name, err)
+	}
+	return &Key{name: name, id: id, pem: pemBytes, pub: pub, policy: DefaultCallPolicy}, nil
+}
+
+// CanSign reports whether the key has, or can connect to, a signer.
+func (k *Key) CanSign() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.sv != nil || k.loader != nil
+}
+
+// signer returns the signer, connecting to the KMS first if the key was
+// loaded from its cached public key while the KMS was down. A signer whose
+// public key is not the cached one is refused.
+func (k *Key) signer(ctx context.Context) (signature.SignerVerifier, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.sv != nil {
+		return k.sv, nil
+	}
+	if k.loader == nil {
+		return nil, fmt.Errorf("key %s can only verify: %w", k.name, ErrUnavailable)
+	}
+	sv, err := k.loader(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w: %w", k.name, ErrUnavailable, err)
+	}
+	pub, err := sv.PublicKey(options.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w: %w", k.name, ErrUnavailable, err)
+	}
+	if id, err := ID(pub); err != nil || id != k.id {
+		return nil, fmt.Errorf("key %s: the KMS now holds another key (%s, expected %s): %w", k.name, id, k.id, ErrBadSignature)
+	}
+	k.sv, k.loader = sv, nil
+	return sv, nil
 }
 
 // New wraps sv as the key called name. Signing calls are bounded by
@@ -63,6 +115,14 @@ func newWithContext(ctx context.Context, name string, sv signature.SignerVerifie
 		return nil, fmt.Errorf("public key pem of %s: %w", name, err)
 	}
 	return &Key{name: name, id: id, pem: pemBytes, sv: sv, pub: pub, policy: DefaultCallPolicy}, nil
+}
+
+// WithLoader makes a verify-only key able to sign once loader connects.
+func (k *Key) WithLoader(loader func(context.Context) (signature.SignerVerifier, error)) *Key {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.loader = loader
+	return k
 }
 
 // Named renames the key.
@@ -154,12 +214,15 @@ func (k *Key) Verifier() (signature.Verifier, error) {
 // retried with backoff, and a KMS that stays down gives ErrUnavailable. It
 // never falls back to another key.
 func (k *Key) Sign(ctx context.Context, message []byte) ([]byte, error) {
+	sv, err := k.signer(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var sig []byte
-	var err error
 	wait := k.policy.Backoff
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, k.policy.Timeout)
-		sig, err = k.sv.SignMessage(bytes.NewReader(message), options.WithContext(actx))
+		sig, err = sv.SignMessage(bytes.NewReader(message), options.WithContext(actx))
 		cancel()
 		if err == nil || attempt >= k.policy.Attempts || ctx.Err() != nil {
 			break

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/kms"
 	// The KMS providers attestd supports; each registers itself with kms.
 	"github.com/sigstore/sigstore/pkg/signature/kms/aws"
@@ -90,6 +91,21 @@ func LoadKMS(ctx context.Context, name, uri string, p CallPolicy) (*Key, error) 
 	k.policy = p
 	k.uri = redact(uri)
 	return k, nil
+}
+
+// CachedKMS is a KMS key known by its cached public key while its KMS is
+// down: it verifies at once, and connects to the KMS on its first signature.
+func CachedKMS(name, uri string, pub crypto.PublicKey, p CallPolicy) (*Key, error) {
+	k, err := NewVerifyOnly(name, pub)
+	if err != nil {
+		return nil, err
+	}
+	k.policy, k.uri = p, redact(uri)
+	return k.WithLoader(func(ctx context.Context) (signature.SignerVerifier, error) {
+		lctx, cancel := context.WithTimeout(ctx, p.Timeout)
+		defer cancel()
+		return kms.Get(lctx, uri, crypto.SHA256)
+	}), nil
 }
 
 // redact drops anything after '?' (query options may carry tokens) from a

@@ -38,6 +38,8 @@ const (
 	ActionPush         Action = "registry.push"
 	ActionManageTokens Action = "tokens.manage"
 	ActionMetrics      Action = "metrics.read"
+	ActionVerify       Action = "verify"
+	ActionManageKeys   Action = "keys.manage"
 )
 
 var allowed = map[Action][]string{
@@ -45,6 +47,8 @@ var allowed = map[Action][]string{
 	ActionPush:         {RoleSigner},
 	ActionManageTokens: {},
 	ActionMetrics:      {RoleAuditor},
+	ActionVerify:       {RoleVerifier, RoleAuditor, RoleSigner},
+	ActionManageKeys:   {},
 }
 
 // Principal is an authenticated caller.

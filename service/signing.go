@@ -1,12 +1,12 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -23,25 +23,33 @@ type resolver interface {
 
 type signatureWriter interface {
 	WriteLegacySignature(ctx context.Context, subject name.Digest, payload, sig []byte, v signature.Verifier) (oci.Location, error)
-	WriteBundleReferrer(ctx context.Context, subject oci.Resolved, bundle []byte, mediaType, predicateType string, same oci.SameFunc) (oci.Location, error)
+	WriteBundleReferrer(ctx context.Context, subject oci.Resolved, bundle []byte, mediaType, predicateType string) (oci.Location, error)
 }
 
-type keySet interface {
-	Get(name string) (*keys.Key, error)
+type signatureReader interface {
+	LegacySignatures(ctx context.Context, subject name.Digest, max int) (string, []oci.StoredSignature, error)
+	Bundles(ctx context.Context, subject name.Digest, mediaType, predicateType string, max int) ([]oci.StoredBundle, error)
+}
+
+type signerSet interface {
+	Signer(name string) (*keys.Key, error)
 }
 
 // Signing signs container images by digest and stores each signature twice:
-// as cosign's legacy `.sig` tag and as a sigstore bundle referrer.
+// as cosign's legacy `.sig` tag and as a sigstore bundle referrer. What it
+// signs carries the signing time and key id, inside the signature.
 type Signing struct {
 	resolve resolver
 	write   signatureWriter
-	keys    keySet
+	read    signatureReader
+	keys    signerSet
 	log     *slog.Logger
+	now     func() time.Time
 }
 
 // NewSigning returns the signing service.
-func NewSigning(r resolver, w signatureWriter, ks keySet, log *slog.Logger) *Signing {
-	return &Signing{resolve: r, write: w, keys: ks, log: log}
+func NewSigning(r resolver, w signatureWriter, rd signatureReader, ks signerSet, log *slog.Logger) *Signing {
+	return &Signing{resolve: r, write: w, read: rd, keys: ks, log: log, now: time.Now}
 }
 
 // SignRequest asks for an image signature.
@@ -55,19 +63,24 @@ type SignRequest struct {
 // SignResult says what was signed and where it is stored.
 type SignResult struct {
 	// Image is the pinned reference that was signed: repo@sha256:...
-	Image string `json:"image"`
+	Image string
 	// Digest is the manifest digest that was signed.
-	Digest string `json:"digest"`
+	Digest string
 	// KeyID is the id of the key that signed.
-	KeyID string `json:"key_id"`
+	KeyID string
 	// KeyName is the configured name of the key that signed.
-	KeyName string `json:"key_name"`
+	KeyName string
 	// Locations lists each stored copy.
-	Locations []oci.Location `json:"locations"`
+	Locations []oci.Location
 }
 
-// Sign resolves req.Image to a digest, signs the cosign simple-signing
-// payload and the cosign v3 sign statement for that digest, and stores both.
+// maxStoredSignatures caps the signatures read back for one digest.
+const maxStoredSignatures = 256
+
+// Sign resolves req.Image to a digest and makes sure a signature by the key
+// is stored in both layouts. A copy that is already there, made by the same
+// key for the same digest, is kept and reported as existing: the KMS is not
+// asked again.
 //
 // Partial success: the legacy tag is written first. If the referrer write
 // then fails, the error is returned and the legacy signature stays; a retry
@@ -76,8 +89,11 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 	if err := Authorize(p, ActionSign); err != nil {
 		return SignResult{}, err
 	}
-	key, err := s.keys.Get(req.Key)
-	if err != nil {
+	key, err := s.keys.Signer(req.Key)
+	switch {
+	case errors.Is(err, keys.ErrNotSigning):
+		return SignResult{}, fmt.Errorf("%w: %w", ErrForbidden, err)
+	case err != nil:
 		return SignResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	ref, err := s.resolve.Parse(req.Image)
@@ -96,38 +112,45 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 	if err != nil {
 		return SignResult{}, err
 	}
+	legacy, referrer, err := s.existing(ctx, d, key, v)
+	if err != nil {
+		return SignResult{}, registryErr(err)
+	}
+	meta := attest.SignMeta{SignedAt: s.now().UTC().Truncate(time.Second), KeyID: key.ID()}
 
-	// Legacy cosign v2 layout.
-	payload, err := attest.SimpleSigning(d)
-	if err != nil {
-		return SignResult{}, err
+	if legacy == nil {
+		payload, err := attest.SimpleSigning(d, meta)
+		if err != nil {
+			return SignResult{}, err
+		}
+		sig, err := key.Sign(ctx, payload)
+		if err != nil {
+			return SignResult{}, signErr(err)
+		}
+		loc, err := s.write.WriteLegacySignature(ctx, d, payload, sig, v)
+		if err != nil {
+			return SignResult{}, registryErr(fmt.Errorf("store legacy signature for %s: %w", d, err))
+		}
+		legacy = &loc
 	}
-	sig, err := key.Sign(ctx, payload)
-	if err != nil {
-		return SignResult{}, signErr(err)
-	}
-	legacy, err := s.write.WriteLegacySignature(ctx, d, payload, sig, v)
-	if err != nil {
-		return SignResult{}, registryErr(fmt.Errorf("store legacy signature for %s: %w", d, err))
-	}
-
-	// Cosign v3 layout: a bundle referrer.
-	stmt, err := attest.SignStatement(d)
-	if err != nil {
-		return SignResult{}, err
-	}
-	pae := attest.PAE(attest.InTotoPayloadType, stmt)
-	dsig, err := key.Sign(ctx, pae)
-	if err != nil {
-		return SignResult{}, signErr(err)
-	}
-	bundle, err := attest.Bundle(attest.InTotoPayloadType, stmt, dsig, key.Hint())
-	if err != nil {
-		return SignResult{}, err
-	}
-	referrer, err := s.write.WriteBundleReferrer(ctx, subj, bundle, attest.BundleMediaType, attest.CosignSignPredicateType, sameBundle(key, stmt, v))
-	if err != nil {
-		return SignResult{}, registryErr(fmt.Errorf("store bundle referrer for %s: %w (the legacy signature %s is stored)", d, err, legacy.Ref))
+	if referrer == nil {
+		stmt, err := attest.SignStatement(d, meta)
+		if err != nil {
+			return SignResult{}, err
+		}
+		dsig, err := key.Sign(ctx, attest.PAE(attest.InTotoPayloadType, stmt))
+		if err != nil {
+			return SignResult{}, signErr(err)
+		}
+		bundle, err := attest.Bundle(attest.InTotoPayloadType, stmt, dsig, key.Hint())
+		if err != nil {
+			return SignResult{}, err
+		}
+		loc, err := s.write.WriteBundleReferrer(ctx, subj, bundle, attest.BundleMediaType, attest.CosignSignPredicateType)
+		if err != nil {
+			return SignResult{}, registryErr(fmt.Errorf("store bundle referrer for %s: %w (the legacy signature %s is stored)", d, err, legacy.Ref))
+		}
+		referrer = &loc
 	}
 
 	s.log.InfoContext(ctx, "signed image", "digest", d.DigestStr(), "repo", d.Context().String(), "key", key.Name(), "key_id", key.ID(), "caller", p.Name,
@@ -137,12 +160,36 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 		Digest:    d.DigestStr(),
 		KeyID:     key.ID(),
 		KeyName:   key.Name(),
-		Locations: []oci.Location{legacy, referrer},
+		Locations: []oci.Location{*legacy, *referrer},
 	}, nil
 }
 
-// sameBundle accepts a stored bundle as a duplicate when it carries the same
-// statement, made by this key, with a signature that verifies.
+// existing finds copies already signed by key for d, in each layout.
+func (s *Signing) existing(ctx context.Context, d name.Digest, key *keys.Key, v signature.Verifier) (legacy, referrer *oci.Location, err error) {
+	sigRef, sigs, err := s.read.LegacySignatures(ctx, d, maxStoredSignatures)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, sg := range sigs {
+		if checkLegacy(sg, d, v) == nil {
+			tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
+			legacy = &oci.Location{Kind: "legacy-tag", Ref: sigRef, Tag: tag.String(), Existed: true}
+			break
+		}
+	}
+	bundles, err := s.read.Bundles(ctx, d, attest.BundleMediaType, attest.CosignSignPredicateType, maxStoredSignatures)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, b := range bundles {
+		if _, err := checkBundle(b.Bundle, d, string(key.Hint()), v, attest.CosignSignPredicateType); err == nil {
+			referrer = &oci.Location{Kind: "referrer", Ref: b.Ref, Existed: true}
+			break
+		}
+	}
+	return legacy, referrer, nil
+}
+
 // signErr maps a signing failure: a KMS that is down or slow is retryable
 // (503); a signature that does not verify is the key's fault (502).
 func signErr(err error) error {
@@ -150,51 +197,4 @@ func signErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrUpstream, err)
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
-}
-
-func sameBundle(key *keys.Key, stmt []byte, v signature.Verifier) oci.SameFunc {
-	hint := string(key.Hint())
-	return func(b []byte) bool {
-		env, err := attest.ParseBundle(b)
-		if err != nil || env.Hint != hint || env.PayloadType != attest.InTotoPayloadType || !bytes.Equal(env.Payload, stmt) {
-			return false
-		}
-		pae := attest.PAE(env.PayloadType, env.Payload)
-		for _, sig := range env.Signatures {
-			if v.VerifySignature(bytes.NewReader(sig), bytes.NewReader(pae)) == nil {
-				return true
-			}
-		}
-		return false
-	}
-}
-
-// KeyInfo describes a public key.
-type KeyInfo struct {
-	ID           string
-	Name         string
-	Ref          string
-	State        string
-	Default      bool
-	Repositories []string
-	PublicKey    string
-}
-
-// Keys lists the public keys of the key set.
-type Keys struct {
-	set *keys.Set
-}
-
-// NewKeys returns the key listing for set.
-func NewKeys(set *keys.Set) *Keys { return &Keys{set: set} }
-
-// List returns every key with its PEM public key, the default first.
-func (k *Keys) List() []KeyInfo {
-	all := k.set.All()
-	out := make([]KeyInfo, 0, len(all))
-	for _, x := range all {
-		out = append(out, KeyInfo{ID: x.ID(), Name: x.Name(), Ref: x.Ref(), State: "active", Default: x.Name() == k.set.Default(),
-			Repositories: x.Repositories(), PublicKey: string(x.PublicKeyPEM())})
-	}
-	return out
 }

@@ -107,9 +107,36 @@ func (c *Client) SignWith(ctx context.Context, req wire.SignRequest) (wire.SignR
 
 // Keys lists the public keys.
 func (c *Client) Keys(ctx context.Context) ([]wire.Key, error) {
+	ks, err := c.KeySet(ctx)
+	return ks.Keys, err
+}
+
+// KeySet lists the key set with its revision.
+func (c *Client) KeySet(ctx context.Context) (wire.KeysResponse, error) {
 	var out wire.KeysResponse
 	err := c.do(ctx, http.MethodGet, "/v1/keys", nil, &out)
-	return out.Keys, err
+	return out, err
+}
+
+// ActivateKey makes name the default signing key; the previous one is retired.
+func (c *Client) ActivateKey(ctx context.Context, name string) (wire.KeysResponse, error) {
+	var out wire.KeysResponse
+	err := c.do(ctx, http.MethodPost, "/v1/keys/"+url.PathEscape(name)+"/activate", nil, &out)
+	return out, err
+}
+
+// RevokeKey revokes name, giving reason.
+func (c *Client) RevokeKey(ctx context.Context, name, reason string) (wire.KeysResponse, error) {
+	var out wire.KeysResponse
+	err := c.do(ctx, http.MethodPost, "/v1/keys/"+url.PathEscape(name)+"/revoke", wire.RevokeKeyRequest{Reason: reason}, &out)
+	return out, err
+}
+
+// Signatures checks the signatures stored for image against the key set.
+func (c *Client) Signatures(ctx context.Context, image string) (wire.SignaturesResponse, error) {
+	var out wire.SignaturesResponse
+	err := c.do(ctx, http.MethodGet, "/v1/signatures?image="+url.QueryEscape(image), nil, &out)
+	return out, err
 }
 
 // CreateToken issues a token; its Secret is set only in this response.

@@ -47,18 +47,50 @@ type SignResponse struct {
 
 // Key is one public key of GET /v1/keys.
 type Key struct {
-	ID           string   `json:"id"`
-	Name         string   `json:"name"`
-	Ref          string   `json:"ref"`
-	State        string   `json:"state"`
-	Default      bool     `json:"default"`
-	Repositories []string `json:"repositories,omitempty"`
-	PublicKey    string   `json:"public_key"`
+	ID           string     `json:"id"`
+	Name         string     `json:"name"`
+	Ref          string     `json:"ref,omitempty"`
+	State        string     `json:"state"`
+	Default      bool       `json:"default"`
+	CanSign      bool       `json:"can_sign"`
+	Repositories []string   `json:"repositories,omitempty"`
+	NotBefore    time.Time  `json:"not_before"`
+	NotAfter     *time.Time `json:"not_after,omitempty"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+	Reason       string     `json:"revocation_reason,omitempty"`
+	PublicKey    string     `json:"public_key"`
 }
 
-// KeysResponse is the body of GET /v1/keys.
+// KeysResponse is the body of GET /v1/keys and of key changes.
 type KeysResponse struct {
-	Keys []Key `json:"keys"`
+	// Revision changes whenever a key's state or the default changes.
+	Revision int64 `json:"revision"`
+	Keys     []Key `json:"keys"`
+}
+
+// RevokeKeyRequest is the body of POST /v1/keys/{name}/revoke.
+type RevokeKeyRequest struct {
+	Reason string `json:"reason"`
+}
+
+// SignatureCheck is the verdict on one stored signature.
+type SignatureCheck struct {
+	Format   string     `json:"format"`
+	Ref      string     `json:"ref"`
+	KeyID    string     `json:"key_id,omitempty"`
+	KeyName  string     `json:"key_name,omitempty"`
+	SignedAt *time.Time `json:"signed_at,omitempty"`
+	Valid    bool       `json:"valid"`
+	Reason   string     `json:"reason,omitempty"`
+}
+
+// SignaturesResponse is the body of GET /v1/signatures.
+type SignaturesResponse struct {
+	Image          string           `json:"image"`
+	Digest         string           `json:"digest"`
+	KeySetRevision int64            `json:"key_set_revision"`
+	Verified       bool             `json:"verified"`
+	Signatures     []SignatureCheck `json:"signatures"`
 }
 
 // CreateTokenRequest is the body of POST /v1/tokens.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -89,7 +90,7 @@ func root() *cobra.Command {
 		}
 		return nil
 	}
-	r.AddCommand(signCmd(g), keysCmd(g), tokensCmd(g))
+	r.AddCommand(signCmd(g), signaturesCmd(g), keysCmd(g), tokensCmd(g))
 	return r
 }
 
@@ -132,7 +133,7 @@ func keysCmd(g *globals) *cobra.Command {
 	var pemOnly bool
 	c := &cobra.Command{
 		Use:   "keys",
-		Short: "List attestd's public keys",
+		Short: "List attestd's keys with their states and windows; rotate and revoke them",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cl, err := g.client()
@@ -152,22 +153,104 @@ func keysCmd(g *globals) *cobra.Command {
 				}
 				return errors.New("no active key")
 			}
-			return g.print(c.OutOrStdout(), ks, func(w io.Writer) {
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tSTATE\tDEFAULT\tREF\tID")
-				for _, k := range ks {
-					def := ""
-					if k.Default {
-						def = "yes"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Name, k.State, def, k.Ref, k.ID)
-				}
-				_ = tw.Flush()
-			})
+			return g.print(c.OutOrStdout(), ks, func(w io.Writer) { printKeys(w, ks) })
 		},
 	}
 	c.Flags().BoolVar(&pemOnly, "pem", false, "print only the default key's public key as PEM (for cosign verify --key)")
+	rotate := &cobra.Command{
+		Use:   "rotate NAME",
+		Short: "Make NAME the default signing key; the previous default is retired (admin)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			ks, err := cl.ActivateKey(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return g.print(c.OutOrStdout(), ks, func(w io.Writer) { printKeys(w, ks.Keys) })
+		},
+	}
+	var reason string
+	revoke := &cobra.Command{
+		Use:   "revoke NAME --reason TEXT",
+		Short: "Revoke NAME: everything it signed fails verification from now on (admin)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			ks, err := cl.RevokeKey(c.Context(), args[0], reason)
+			if err != nil {
+				return err
+			}
+			return g.print(c.OutOrStdout(), ks, func(w io.Writer) { printKeys(w, ks.Keys) })
+		},
+	}
+	revoke.Flags().StringVar(&reason, "reason", "", "why the key is revoked (required)")
+	_ = revoke.MarkFlagRequired("reason")
+	c.AddCommand(rotate, revoke)
 	return c
+}
+
+func printKeys(w io.Writer, ks []wire.Key) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tDEFAULT\tVALID FROM\tVALID UNTIL\tREF\tID")
+	for _, k := range ks {
+		def, until := "", "-"
+		if k.Default {
+			def = "yes"
+		}
+		if k.NotAfter != nil {
+			until = k.NotAfter.Format(time.RFC3339)
+		}
+		if k.RevokedAt != nil {
+			until = "revoked " + k.RevokedAt.Format(time.RFC3339) + ": " + k.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.State, def, k.NotBefore.Format(time.RFC3339), until, k.Ref, k.ID)
+	}
+	_ = tw.Flush()
+}
+
+func signaturesCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "signatures IMAGE",
+		Short: "Check the signatures stored for IMAGE against attestd's key set; exits non-zero if none is valid",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			rep, err := cl.Signatures(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if err := g.print(c.OutOrStdout(), rep, func(w io.Writer) {
+				fmt.Fprintf(w, "%s\n", rep.Image)
+				for _, s := range rep.Signatures {
+					verdict := "valid"
+					if !s.Valid {
+						verdict = "INVALID: " + s.Reason
+					}
+					key := s.KeyName
+					if key == "" {
+						key = "-"
+					}
+					fmt.Fprintf(w, "  %-10s key %-12s %s\n", s.Format, key, verdict)
+				}
+			}); err != nil {
+				return err
+			}
+			if !rep.Verified {
+				return fmt.Errorf("no valid signature for %s", rep.Digest)
+			}
+			return nil
+		},
+	}
 }
 
 func tokensCmd(g *globals) *cobra.Command {

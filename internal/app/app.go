@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/attestd/attestd/api"
 	"github.com/attestd/attestd/keys"
@@ -84,7 +85,11 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	if err != nil {
 		return err
 	}
-	def, _ := keySet.Get("")
+	lifecycle, err := service.NewKeyLifecycle(ctx, keySet, a.db, a.log)
+	if err != nil {
+		return err
+	}
+	def, _, _ := keySet.Get("")
 	a.keyID = def.ID()
 
 	hosts, err := a.hosts(tokens.InternalCredential())
@@ -115,8 +120,9 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	e := api.New(api.Config{
 		Log:          a.log,
 		Tokens:       tokens,
-		Signing:      service.NewSigning(regs, regs, keySet, a.log),
-		Keys:         service.NewKeys(keySet),
+		Signing:      service.NewSigning(regs, regs, regs, keySet, a.log),
+		Verify:       service.NewVerification(regs, regs, keySet),
+		Keys:         lifecycle,
 		Registry:     regHandler,
 		Ready:        a.readyChecks(),
 		Metrics:      metrics,
@@ -158,6 +164,14 @@ func (a *App) loadKeys(ctx context.Context, keyPassword string) (*keys.Set, erro
 			k, err = keys.LoadFileKey(kc.Name, strings.TrimPrefix(kc.URI, "file://"), []byte(keyPassword))
 		default:
 			k, err = keys.LoadKMS(ctx, kc.Name, kc.URI, policy)
+			if errors.Is(err, keys.ErrUnavailable) {
+				// The KMS is down: start from the public key cached in the
+				// index, so that verification works; signing connects later.
+				if cached, cerr := a.cachedKMSKey(ctx, kc, policy); cerr == nil {
+					a.log.WarnContext(ctx, "KMS unreachable at start; using the cached public key until it answers", "key", kc.Name, "err", err.Error())
+					k, err = cached, nil
+				}
+			}
 		}
 		if err != nil {
 			return nil, err
@@ -169,6 +183,23 @@ func (a *App) loadKeys(ctx context.Context, keyPassword string) (*keys.Set, erro
 		def = cfgKeys[0].Name
 	}
 	return keys.NewSet(def, ks...)
+}
+
+func (a *App) cachedKMSKey(ctx context.Context, kc KeyConfig, p keys.CallPolicy) (*keys.Key, error) {
+	recs, err := a.db.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if r.Name == kc.Name {
+			pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(r.PublicPEM))
+			if err != nil {
+				return nil, err
+			}
+			return keys.CachedKMS(kc.Name, kc.URI, pub, p)
+		}
+	}
+	return nil, fmt.Errorf("no cached public key for %s", kc.Name)
 }
 
 // hosts lists the registries attestd may use: the embedded one (under its

@@ -33,7 +33,11 @@ type Server struct {
 	AdminToken   string
 	Admin        *client.Client
 	log          *lockedWriter
+	stop         func()
 }
+
+// Stop shuts the server down gracefully; the test's end does it otherwise.
+func (s *Server) Stop() { s.stop() }
 
 // LogText is everything the server has logged so far.
 func (s *Server) LogText() string {
@@ -66,19 +70,23 @@ func Start(t testing.TB, mod func(*app.Config)) *Server {
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			buf := make([]byte, 1<<20)
-			n := runtime.Stack(buf, true)
-			t.Errorf("serve: %v\n%s", err, buf[:n])
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				buf := make([]byte, 1<<20)
+				n := runtime.Stack(buf, true)
+				t.Errorf("serve: %v\n%s", err, buf[:n])
+			}
+		})
+	}
+	t.Cleanup(stop)
 	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, app.AdminTokenFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{URL: a.URL(), RegistryHost: a.RegistryHost(), DataDir: cfg.DataDir, KeyID: a.KeyID(), AdminToken: strings.TrimSpace(string(tok)), log: logBuf}
+	s := &Server{stop: stop, URL: a.URL(), RegistryHost: a.RegistryHost(), DataDir: cfg.DataDir, KeyID: a.KeyID(), AdminToken: strings.TrimSpace(string(tok)), log: logBuf}
 	s.Admin = s.Client(t, s.AdminToken)
 	return s
 }

@@ -55,6 +55,22 @@ var migrations = []string{
 		created_at TIMESTAMP NOT NULL,
 		revoked_at TIMESTAMP
 	)`,
+	`CREATE TABLE keys (
+		name       TEXT PRIMARY KEY,
+		key_id     TEXT NOT NULL,
+		public_pem TEXT NOT NULL,
+		state      TEXT NOT NULL,
+		is_default INTEGER NOT NULL DEFAULT 0,
+		not_before TIMESTAMP NOT NULL,
+		not_after  TIMESTAMP,
+		revoked_at TIMESTAMP,
+		reason     TEXT NOT NULL DEFAULT '',
+		updated_at TIMESTAMP NOT NULL
+	)`,
+	`CREATE TABLE revisions (
+		name  TEXT PRIMARY KEY,
+		value INTEGER NOT NULL
+	)`,
 }
 
 func (d *DB) migrate(ctx context.Context) error {
@@ -175,4 +191,102 @@ func scanToken(s scanner) (Token, error) {
 		t.RevokedAt = &r
 	}
 	return t, nil
+}
+
+// KeyRecord is the lifecycle state of a signing key. The public key is kept
+// so that verification works when the KMS is down, even across restarts.
+type KeyRecord struct {
+	Name      string
+	KeyID     string
+	PublicPEM string
+	State     string
+	Default   bool
+	NotBefore time.Time
+	NotAfter  *time.Time
+	RevokedAt *time.Time
+	Reason    string
+}
+
+// Keys lists every key record.
+func (d *DB) Keys(ctx context.Context) ([]KeyRecord, error) {
+	rows, err := d.db.QueryContext(ctx,
+		`SELECT name, key_id, public_pem, state, is_default, not_before, not_after, revoked_at, reason FROM keys ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	defer rows.Close()
+	var out []KeyRecord
+	for rows.Next() {
+		var k KeyRecord
+		var notAfter, revoked sql.NullTime
+		if err := rows.Scan(&k.Name, &k.KeyID, &k.PublicPEM, &k.State, &k.Default, &k.NotBefore, &notAfter, &revoked, &k.Reason); err != nil {
+			return nil, fmt.Errorf("read key: %w", err)
+		}
+		if notAfter.Valid {
+			t := notAfter.Time
+			k.NotAfter = &t
+		}
+		if revoked.Valid {
+			t := revoked.Time
+			k.RevokedAt = &t
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// SaveKeys writes the given key records in one transaction and bumps the
+// key-set revision, so that anything cached against the old key set is
+// recognisably stale.
+func (d *DB) SaveKeys(ctx context.Context, recs []KeyRecord) (int64, error) {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	now := time.Now().UTC()
+	for _, k := range recs {
+		_, err := tx.ExecContext(ctx, `INSERT INTO keys (name, key_id, public_pem, state, is_default, not_before, not_after, revoked_at, reason, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(name) DO UPDATE SET key_id=excluded.key_id, public_pem=excluded.public_pem, state=excluded.state,
+				is_default=excluded.is_default, not_before=excluded.not_before, not_after=excluded.not_after,
+				revoked_at=excluded.revoked_at, reason=excluded.reason, updated_at=excluded.updated_at`,
+			k.Name, k.KeyID, k.PublicPEM, k.State, k.Default, k.NotBefore.UTC(), utcPtr(k.NotAfter), utcPtr(k.RevokedAt), k.Reason, now)
+		if err != nil {
+			return 0, fmt.Errorf("save key %s: %w", k.Name, err)
+		}
+	}
+	rev, err := bump(ctx, tx, "keys")
+	if err != nil {
+		return 0, err
+	}
+	return rev, tx.Commit()
+}
+
+// Revision returns the current revision of name (0 if never bumped).
+func (d *DB) Revision(ctx context.Context, name string) (int64, error) {
+	var v int64
+	err := d.db.QueryRowContext(ctx, `SELECT value FROM revisions WHERE name = ?`, name).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
+}
+
+func bump(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO revisions (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1`, name); err != nil {
+		return 0, fmt.Errorf("bump revision %s: %w", name, err)
+	}
+	var v int64
+	if err := tx.QueryRowContext(ctx, `SELECT value FROM revisions WHERE name = ?`, name).Scan(&v); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+func utcPtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UTC()
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -106,28 +108,16 @@ func countLayers(img v1.Image) (int, error) {
 	return len(m.Layers), nil
 }
 
-// SameFunc reports whether stored bundle bytes already hold what is about to
-// be written, so that the write can be skipped.
-type SameFunc func(bundle []byte) bool
-
 // WriteBundleReferrer stores a sigstore bundle as an OCI 1.1 referrer of
 // subject, in the shape cosign v3 writes: an empty config, the bundle as the
 // only layer, artifactType application/vnd.dev.sigstore.bundle.v0.3+json. The
 // registry's referrers API is probed; where it has none, ggcr maintains the
-// tag-schema fallback index at tag `sha256-<hex>`. If an existing referrer
-// with the same predicate type satisfies same, nothing is written.
-func (r *Registries) WriteBundleReferrer(ctx context.Context, subject Resolved, bundle []byte, mediaType, predicateType string, same SameFunc) (Location, error) {
+// tag-schema fallback index at tag `sha256-<hex>`.
+func (r *Registries) WriteBundleReferrer(ctx context.Context, subject Resolved, bundle []byte, mediaType, predicateType string) (Location, error) {
 	repo := subject.Digest.Context()
 	opts, err := r.remoteOptions(ctx, repo)
 	if err != nil {
 		return Location{}, err
-	}
-	existing, err := r.findBundle(ctx, subject.Digest, mediaType, predicateType, same, opts)
-	if err != nil {
-		return Location{}, err
-	}
-	if existing != "" {
-		return Location{Kind: "referrer", Ref: repo.Digest(existing).String(), Existed: true}, nil
 	}
 
 	empty := static.NewLayer([]byte("{}"), emptyConfigMediaType)
@@ -174,35 +164,6 @@ type rawManifest struct {
 
 func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
 func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
-
-// maxReferrersScanned caps how many referrers are read when looking for a duplicate.
-const maxReferrersScanned = 256
-
-// findBundle returns the digest of an existing referrer of subject with the
-// given artifact and predicate type whose bundle satisfies same, or "".
-func (r *Registries) findBundle(ctx context.Context, subject name.Digest, mediaType, predicateType string, same SameFunc, opts []remote.Option) (string, error) {
-	descs, err := r.Referrers(ctx, subject, mediaType)
-	if err != nil {
-		return "", err
-	}
-	n := 0
-	for _, d := range descs {
-		if d.Annotations[AnnotationBundlePredicate] != predicateType {
-			continue
-		}
-		if n++; n > maxReferrersScanned {
-			break
-		}
-		b, err := r.fetchSingleLayer(ctx, subject.Context().Digest(d.Digest.String()), mediaType, opts)
-		if err != nil {
-			continue // an unreadable referrer is not a duplicate
-		}
-		if same(b) {
-			return d.Digest.String(), nil
-		}
-	}
-	return "", nil
-}
 
 // Referrers lists the referrers of subject with the given artifact type,
 // through the referrers API or the tag-schema fallback.
@@ -272,9 +233,18 @@ func (r *Registries) fetchSingleLayer(ctx context.Context, d name.Digest, mediaT
 	return b, nil
 }
 
-// ReadBundles returns the bundles of every referrer of subject with the given
-// media type, up to max. Unreadable referrers are skipped.
-func (r *Registries) ReadBundles(ctx context.Context, subject name.Digest, mediaType string, max int) ([][]byte, error) {
+// StoredBundle is a bundle read back from a referrer.
+type StoredBundle struct {
+	// Ref is the referrer manifest: repo@sha256:...
+	Ref    string
+	Bundle []byte
+}
+
+// Bundles returns the bundles of the referrers of subject with the given
+// media type and predicate-type annotation ("" for any). Reading stops with
+// ErrTooLarge past max candidates; an unreadable referrer is skipped, as it
+// proves nothing.
+func (r *Registries) Bundles(ctx context.Context, subject name.Digest, mediaType, predicateType string, max int) ([]StoredBundle, error) {
 	opts, err := r.remoteOptions(ctx, subject.Context())
 	if err != nil {
 		return nil, err
@@ -283,16 +253,88 @@ func (r *Registries) ReadBundles(ctx context.Context, subject name.Digest, media
 	if err != nil {
 		return nil, err
 	}
-	var out [][]byte
-	for i, d := range descs {
-		if i >= max {
-			break
+	var out []StoredBundle
+	n := 0
+	for _, d := range descs {
+		if p, ok := d.Annotations[AnnotationBundlePredicate]; ok && predicateType != "" && p != predicateType {
+			continue
 		}
-		b, err := r.fetchSingleLayer(ctx, subject.Context().Digest(d.Digest.String()), mediaType, opts)
+		if n++; n > max {
+			return nil, fmt.Errorf("more than %d referrers of %s: %w", max, subject, ErrTooLarge)
+		}
+		ref := subject.Context().Digest(d.Digest.String())
+		b, err := r.fetchSingleLayer(ctx, ref, mediaType, opts)
 		if err != nil {
 			continue
 		}
-		out = append(out, b)
+		out = append(out, StoredBundle{Ref: ref.String(), Bundle: b})
 	}
 	return out, nil
+}
+
+// StoredSignature is one signature of a legacy `.sig` image.
+type StoredSignature struct {
+	Payload   []byte
+	Signature []byte
+}
+
+// LegacySignatures reads the `sha256-<hex>.sig` image of subject and returns
+// its manifest reference ("" if there is none) and its signatures, at most max.
+func (r *Registries) LegacySignatures(ctx context.Context, subject name.Digest, max int) (string, []StoredSignature, error) {
+	opts, err := r.remoteOptions(ctx, subject.Context())
+	if err != nil {
+		return "", nil, err
+	}
+	tag := subject.Context().Tag(strings.Replace(subject.DigestStr(), ":", "-", 1) + ".sig")
+	desc, err := remote.Head(tag, opts...)
+	if err != nil {
+		if errors.Is(classify(err), ErrNotFound) {
+			return "", nil, nil
+		}
+		return "", nil, fmt.Errorf("read %s: %w", tag, classify(err))
+	}
+	if desc.Size > r.maxManifest {
+		return "", nil, fmt.Errorf("read %s: %w", tag, ErrTooLarge)
+	}
+	ref := subject.Context().Digest(desc.Digest.String())
+	if _, err := r.getManifest(ctx, ref, opts); err != nil {
+		return "", nil, fmt.Errorf("read %s: %w", tag, err)
+	}
+	sigs, err := ociremote.Signatures(ref, ociremote.WithRemoteOptions(opts...))
+	if err != nil {
+		return "", nil, fmt.Errorf("read %s: %w", tag, classify(err))
+	}
+	m, err := sigs.Manifest()
+	if err != nil {
+		return "", nil, fmt.Errorf("read %s: %w", tag, classify(err))
+	}
+	if len(m.Layers) > max {
+		return "", nil, fmt.Errorf("%s holds %d signatures, more than %d: %w", tag, len(m.Layers), max, ErrTooLarge)
+	}
+	for _, l := range m.Layers {
+		if l.Size > maxBundleBytes {
+			return "", nil, fmt.Errorf("%s: a signature payload of %d bytes: %w", tag, l.Size, ErrTooLarge)
+		}
+	}
+	list, err := sigs.Get()
+	if err != nil {
+		return "", nil, fmt.Errorf("read %s: %w", tag, classify(err))
+	}
+	out := make([]StoredSignature, 0, len(list))
+	for _, sg := range list {
+		p, err := sg.Payload() // ggcr checks the layer digest
+		if err != nil {
+			continue
+		}
+		b64, err := sg.Base64Signature()
+		if err != nil {
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			continue
+		}
+		out = append(out, StoredSignature{Payload: p, Signature: raw})
+	}
+	return ref.String(), out, nil
 }

@@ -1,0 +1,230 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+
+	"github.com/attestd/attestd/keys"
+	"github.com/attestd/attestd/storage/index"
+)
+
+type keyStore interface {
+	Keys(ctx context.Context) ([]index.KeyRecord, error)
+	SaveKeys(ctx context.Context, recs []index.KeyRecord) (int64, error)
+}
+
+// KeyLifecycle lists the key set and rotates and revokes keys at run time.
+// Every change is stored in the index before it takes effect, and bumps the
+// key-set revision.
+type KeyLifecycle struct {
+	mu    sync.Mutex
+	set   *keys.Set
+	store keyStore
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// NewKeyLifecycle reconciles the configured key set with the states stored
+// in the index: a key keeps its state and window across restarts, a key
+// dropped from the configuration stays to verify (retired), and a rotation
+// made through the API outlives the configured default.
+func NewKeyLifecycle(ctx context.Context, set *keys.Set, store keyStore, log *slog.Logger) (*KeyLifecycle, error) {
+	l := &KeyLifecycle{set: set, store: store, log: log, now: time.Now}
+	recs, err := store.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]index.KeyRecord{}
+	for _, r := range recs {
+		byName[r.Name] = r
+	}
+	now := l.now().UTC().Truncate(time.Second)
+	statuses := map[string]keys.Status{}
+	def := set.Default()
+	storedDef := ""
+	for _, e := range set.All() {
+		k := e.Key
+		r, ok := byName[k.Name()]
+		delete(byName, k.Name())
+		switch {
+		case !ok:
+			statuses[k.Name()] = keys.Status{State: keys.Active, NotBefore: now}
+		case r.KeyID != k.ID():
+			// The name now points at another key: keep the old one to verify.
+			statuses[k.Name()] = keys.Status{State: keys.Active, NotBefore: now}
+			r.Name = r.Name + "@" + strings.TrimPrefix(r.KeyID, "sha256:")[:12]
+			if r.State == string(keys.Active) {
+				r.State, r.NotAfter = string(keys.Retired), &now
+			}
+			r.Default = false
+			byName[r.Name] = r
+			log.WarnContext(ctx, "key name now names another key; the old key is kept to verify", "key", k.Name(), "old", r.Name)
+		default:
+			statuses[k.Name()] = status(r)
+			if r.Default {
+				storedDef = k.Name()
+			}
+		}
+	}
+	for _, r := range byName { // in the index, no longer configured
+		if _, ok := set.ByID(r.KeyID); ok {
+			continue // the same key, configured under another name now
+		}
+		st := status(r)
+		if st.State == keys.Active {
+			st.State, st.NotAfter = keys.Retired, &now
+		}
+		pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(r.PublicPEM))
+		if err != nil {
+			return nil, fmt.Errorf("stored key %s: %w", r.Name, err)
+		}
+		k, err := keys.NewVerifyOnly(r.Name, pub)
+		if err != nil {
+			return nil, err
+		}
+		if err := set.Add(k, st); err != nil {
+			return nil, err
+		}
+	}
+	if storedDef != "" && statuses[storedDef].State == keys.Active {
+		def = storedDef
+	}
+	if st := statuses[def]; st.State != keys.Active {
+		return nil, fmt.Errorf("default key %s is %s: configure an active default key", def, st.State)
+	}
+	if err := l.commit(ctx, statuses, def); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func status(r index.KeyRecord) keys.Status {
+	return keys.Status{State: keys.State(r.State), NotBefore: r.NotBefore, NotAfter: r.NotAfter, RevokedAt: r.RevokedAt, Reason: r.Reason}
+}
+
+// commit stores the statuses (merged over the current ones) and the default,
+// then applies them to the set.
+func (l *KeyLifecycle) commit(ctx context.Context, changed map[string]keys.Status, def string) error {
+	var recs []index.KeyRecord
+	for _, e := range l.set.All() {
+		st, ok := changed[e.Key.Name()]
+		if !ok {
+			st = e.Status
+		}
+		recs = append(recs, index.KeyRecord{
+			Name: e.Key.Name(), KeyID: e.Key.ID(), PublicPEM: string(e.Key.PublicKeyPEM()), State: string(st.State),
+			Default: e.Key.Name() == def, NotBefore: st.NotBefore, NotAfter: st.NotAfter, RevokedAt: st.RevokedAt, Reason: st.Reason,
+		})
+	}
+	rev, err := l.store.SaveKeys(ctx, recs)
+	if err != nil {
+		return err
+	}
+	return l.set.Apply(changed, def, rev)
+}
+
+// KeyInfo describes a key of the set.
+type KeyInfo struct {
+	ID           string
+	Name         string
+	Ref          string
+	State        string
+	Default      bool
+	CanSign      bool
+	Repositories []string
+	PublicKey    string
+	NotBefore    time.Time
+	NotAfter     *time.Time
+	RevokedAt    *time.Time
+	Reason       string
+}
+
+// KeySet is the listing of the key set and its revision.
+type KeySet struct {
+	Revision int64
+	Keys     []KeyInfo
+}
+
+// List returns every key, the default first. It needs no KMS.
+func (l *KeyLifecycle) List() KeySet {
+	out := KeySet{Revision: l.set.Revision()}
+	for _, e := range l.set.All() {
+		out.Keys = append(out.Keys, KeyInfo{
+			ID: e.Key.ID(), Name: e.Key.Name(), Ref: e.Key.Ref(), State: string(e.Status.State), Default: e.Default,
+			CanSign: e.Key.CanSign(), Repositories: e.Key.Repositories(), PublicKey: string(e.Key.PublicKeyPEM()),
+			NotBefore: e.Status.NotBefore, NotAfter: e.Status.NotAfter, RevokedAt: e.Status.RevokedAt, Reason: e.Status.Reason,
+		})
+	}
+	return out
+}
+
+// Activate makes name the default signing key, without a restart. The
+// previous default is retired: its signatures made until now still verify,
+// and it signs no more.
+func (l *KeyLifecycle) Activate(ctx context.Context, p Principal, name string) (KeySet, error) {
+	if err := Authorize(p, ActionManageKeys); err != nil {
+		return KeySet{}, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k, st, err := l.set.Get(name)
+	if err != nil || name == "" {
+		return KeySet{}, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	if st.State != keys.Active || !k.CanSign() {
+		return KeySet{}, fmt.Errorf("%w: key %s is %s and cannot become the signing key; configure a new key", ErrInvalid, name, st.State)
+	}
+	old := l.set.Default()
+	if old == name {
+		return l.List(), nil
+	}
+	now := l.now().UTC().Truncate(time.Second)
+	_, oldSt, err := l.set.Get(old)
+	if err != nil {
+		return KeySet{}, err
+	}
+	oldSt.State, oldSt.NotAfter = keys.Retired, &now
+	if err := l.commit(ctx, map[string]keys.Status{old: oldSt}, name); err != nil {
+		return KeySet{}, err
+	}
+	l.log.InfoContext(ctx, "signing key rotated", "from", old, "to", name, "by", p.Name, "revision", l.set.Revision())
+	return l.List(), nil
+}
+
+// Revoke revokes name: everything it signed fails verification from now
+// on, with a reason naming the revocation. The default key cannot be
+// revoked; activate another first.
+func (l *KeyLifecycle) Revoke(ctx context.Context, p Principal, name, reason string) (KeySet, error) {
+	if err := Authorize(p, ActionManageKeys); err != nil {
+		return KeySet{}, err
+	}
+	reason = strings.TrimSpace(reason)
+	if reason == "" || len(reason) > 500 {
+		return KeySet{}, fmt.Errorf("%w: a revocation needs a reason of at most 500 characters", ErrInvalid)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, st, err := l.set.Get(name)
+	if err != nil || name == "" {
+		return KeySet{}, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	if name == l.set.Default() {
+		return KeySet{}, fmt.Errorf("%w: %s is the default signing key; activate another key first", ErrInvalid, name)
+	}
+	if st.State == keys.Revoked {
+		return l.List(), nil
+	}
+	now := l.now().UTC().Truncate(time.Second)
+	st.State, st.RevokedAt, st.Reason = keys.Revoked, &now, reason
+	if err := l.commit(ctx, map[string]keys.Status{name: st}, l.set.Default()); err != nil {
+		return KeySet{}, err
+	}
+	l.log.InfoContext(ctx, "key revoked", "key", name, "by", p.Name, "revision", l.set.Revision())
+	return l.List(), nil
+}
