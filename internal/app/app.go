@@ -36,6 +36,7 @@ const AdminTokenFile = "admin.token"
 // App is a wired attestd server.
 type App struct {
 	srv      *http.Server
+	regs     *oci.Registries
 	ln       net.Listener
 	db       *index.DB
 	log      *slog.Logger
@@ -107,6 +108,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		return err
 	}
 
+	a.regs = regs
 	var regHandler http.Handler
 	if cfg.EmbeddedRegistry.Enabled {
 		if regHandler, err = registry.New(ctx, filepath.Join(cfg.DataDir, "registry")); err != nil {
@@ -303,6 +305,7 @@ func (a *App) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	a.log.InfoContext(ctx, "shutting down")
+	a.regs.CloseIdleConnections()
 	sctx, cancel := context.WithTimeout(context.Background(), a.shutdown)
 	defer cancel()
 	err := a.srv.Shutdown(sctx)

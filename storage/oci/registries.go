@@ -111,6 +111,15 @@ func DefaultTransport() http.RoundTripper {
 	}
 }
 
+// CloseIdleConnections closes idle connections to registries (at shutdown:
+// when attestd is its own registry, a connection it opened and never used
+// would otherwise hold up its graceful shutdown).
+func (r *Registries) CloseIdleConnections() {
+	if c, ok := r.transport.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // Hosts lists the configured host names.
 func (r *Registries) Hosts() []string {
 	out := make([]string, 0, len(r.hosts))
