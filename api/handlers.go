@@ -70,7 +70,7 @@ func sign(s *service.Signing) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := wire.SignResponse{Image: res.Image, Digest: res.Digest, KeyID: res.KeyID, KeyName: res.KeyName}
+		out := wire.SignResponse{Image: res.Image, Digest: res.Digest, KeyID: res.KeyID, KeyName: res.KeyName, KeyVersion: res.KeyVersion}
 		for _, l := range res.Locations {
 			out.Locations = append(out.Locations, wire.Location{Kind: l.Kind, Ref: l.Ref, Tag: l.Tag, Existed: l.Existed})
 		}
@@ -81,7 +81,7 @@ func sign(s *service.Signing) echo.HandlerFunc {
 func wireKeys(ks service.KeySet) wire.KeysResponse {
 	out := wire.KeysResponse{Revision: ks.Revision, Keys: []wire.Key{}}
 	for _, x := range ks.Keys {
-		out.Keys = append(out.Keys, wire.Key{ID: x.ID, Name: x.Name, Ref: x.Ref, State: x.State, Default: x.Default, CanSign: x.CanSign,
+		out.Keys = append(out.Keys, wire.Key{ID: x.ID, Name: x.Name, Ref: x.Ref, Version: x.Version, State: x.State, Default: x.Default, CanSign: x.CanSign,
 			Repositories: x.Repositories, NotBefore: x.NotBefore, NotAfter: x.NotAfter, RevokedAt: x.RevokedAt, Reason: x.Reason, PublicKey: x.PublicKey})
 	}
 	return out
@@ -125,7 +125,7 @@ func signatures(v *service.Verification) echo.HandlerFunc {
 		}
 		out := wire.SignaturesResponse{Image: rep.Image, Digest: rep.Digest, KeySetRevision: rep.KeySetRevision, Verified: rep.Verified, Signatures: []wire.SignatureCheck{}}
 		for _, x := range rep.Signatures {
-			out.Signatures = append(out.Signatures, wire.SignatureCheck{Format: x.Format, Ref: x.Ref, KeyID: x.KeyID, KeyName: x.KeyName, SignedAt: x.SignedAt, Valid: x.Valid, Reason: x.Reason})
+			out.Signatures = append(out.Signatures, wire.SignatureCheck{Format: x.Format, Ref: x.Ref, KeyID: x.KeyID, KeyName: x.KeyName, KeyVersion: x.KeyVersion, SignedAt: x.SignedAt, Valid: x.Valid, Reason: x.Reason})
 		}
 		return c.JSON(http.StatusOK, out)
 	}

@@ -14,12 +14,14 @@ import (
 const (
 	AnnotationSignedAt = "dev.attestd/signed-at"
 	AnnotationKeyID    = "dev.attestd/key-id"
+	AnnotationKeyVer   = "dev.attestd/key-version"
 )
 
 // SignMeta is the signed metadata of an attestd signature.
 type SignMeta struct {
-	SignedAt time.Time
-	KeyID    string
+	SignedAt   time.Time
+	KeyID      string
+	KeyVersion string
 }
 
 func (m SignMeta) annotations() map[string]string {
@@ -30,6 +32,9 @@ func (m SignMeta) annotations() map[string]string {
 	if m.KeyID != "" {
 		out[AnnotationKeyID] = m.KeyID
 	}
+	if m.KeyVersion != "" {
+		out[AnnotationKeyVer] = m.KeyVersion
+	}
 	return out
 }
 
@@ -39,6 +44,7 @@ func metaFrom(get func(string) string) SignMeta {
 		m.SignedAt = t
 	}
 	m.KeyID = get(AnnotationKeyID)
+	m.KeyVersion = get(AnnotationKeyVer)
 	return m
 }
 

@@ -34,13 +34,14 @@ var ErrBadSignature = errors.New("signature from key does not verify against its
 // Key is a named signing key. Every Sign call passes its context to the
 // underlying signer, which KMS signers need for deadlines.
 type Key struct {
-	name   string
-	id     string
-	uri    string
-	pem    []byte
-	pub    crypto.PublicKey
-	policy CallPolicy
-	repos  []string
+	name    string
+	id      string
+	uri     string
+	version string
+	pem     []byte
+	pub     crypto.PublicKey
+	policy  CallPolicy
+	repos   []string
 
 	mu     sync.Mutex
 	sv     signature.SignerVerifier                                // nil until loaded, or for a verify-only key
@@ -137,6 +138,10 @@ func (k *Key) WithRepositories(patterns []string) *Key { k.repos = patterns; ret
 
 // Ref is the key's reference (a KMS URI, or file) for display; it holds no secret.
 func (k *Key) Ref() string { return k.uri }
+
+// Version is the KMS key version the key's reference pins, or "" where the
+// KMS has none in its references.
+func (k *Key) Version() string { return k.version }
 
 // Repositories lists the patterns limiting the key, if any.
 func (k *Key) Repositories() []string { return k.repos }

@@ -90,6 +90,7 @@ func LoadKMS(ctx context.Context, name, uri string, p CallPolicy) (*Key, error) 
 	}
 	k.policy = p
 	k.uri = redact(uri)
+	k.version = versionOf(uri)
 	return k, nil
 }
 
@@ -100,7 +101,7 @@ func CachedKMS(name, uri string, pub crypto.PublicKey, p CallPolicy) (*Key, erro
 	if err != nil {
 		return nil, err
 	}
-	k.policy, k.uri = p, redact(uri)
+	k.policy, k.uri, k.version = p, redact(uri), versionOf(uri)
 	return k.WithLoader(func(ctx context.Context) (signature.SignerVerifier, error) {
 		lctx, cancel := context.WithTimeout(ctx, p.Timeout)
 		defer cancel()
@@ -115,4 +116,23 @@ func redact(uri string) string {
 		return uri[:i] + "?…"
 	}
 	return uri
+}
+
+// versionOf returns the KMS key version a reference pins, where the
+// provider has versions in its references: GCP (cryptoKeyVersions/N) and
+// Azure (…/KEY/VERSION). AWS asymmetric keys have no versions, and a Vault
+// transit reference always means the latest version; both give "".
+func versionOf(uri string) string {
+	switch {
+	case strings.HasPrefix(uri, "gcpkms://"):
+		if i := strings.LastIndex(uri, "/cryptoKeyVersions/"); i >= 0 {
+			return uri[i+len("/cryptoKeyVersions/"):]
+		}
+	case strings.HasPrefix(uri, "azurekms://"):
+		parts := strings.Split(strings.TrimPrefix(uri, "azurekms://"), "/")
+		if len(parts) == 3 {
+			return parts[2]
+		}
+	}
+	return ""
 }

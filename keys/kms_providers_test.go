@@ -48,3 +48,17 @@ func TestKMSProvidersConfigurationAndErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestVersionOf(t *testing.T) {
+	for uri, want := range map[string]string{
+		"gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/3": "3",
+		"azurekms://v.vault.azure.net/k/0123abcd":                                     "0123abcd",
+		"azurekms://v.vault.azure.net/k":                                              "",
+		"awskms:///alias/x":                                                           "",
+		"hashivault://k":                                                              "",
+	} {
+		if got := versionOf(uri); got != want {
+			t.Errorf("versionOf(%q) = %q, want %q", uri, got, want)
+		}
+	}
+}

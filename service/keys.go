@@ -134,6 +134,7 @@ type KeyInfo struct {
 	ID           string
 	Name         string
 	Ref          string
+	Version      string
 	State        string
 	Default      bool
 	CanSign      bool
@@ -156,7 +157,7 @@ func (l *KeyLifecycle) List() KeySet {
 	out := KeySet{Revision: l.set.Revision()}
 	for _, e := range l.set.All() {
 		out.Keys = append(out.Keys, KeyInfo{
-			ID: e.Key.ID(), Name: e.Key.Name(), Ref: e.Key.Ref(), State: string(e.Status.State), Default: e.Default,
+			ID: e.Key.ID(), Name: e.Key.Name(), Ref: e.Key.Ref(), Version: e.Key.Version(), State: string(e.Status.State), Default: e.Default,
 			CanSign: e.Key.CanSign(), Repositories: e.Key.Repositories(), PublicKey: string(e.Key.PublicKeyPEM()),
 			NotBefore: e.Status.NotBefore, NotAfter: e.Status.NotAfter, RevokedAt: e.Status.RevokedAt, Reason: e.Status.Reason,
 		})

@@ -70,6 +70,8 @@ type SignResult struct {
 	KeyID string
 	// KeyName is the configured name of the key that signed.
 	KeyName string
+	// KeyVersion is the KMS key version, where the KMS has one.
+	KeyVersion string
 	// Locations lists each stored copy.
 	Locations []oci.Location
 }
@@ -116,7 +118,7 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 	if err != nil {
 		return SignResult{}, registryErr(err)
 	}
-	meta := attest.SignMeta{SignedAt: s.now().UTC().Truncate(time.Second), KeyID: key.ID()}
+	meta := attest.SignMeta{SignedAt: s.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version()}
 
 	if legacy == nil {
 		payload, err := attest.SimpleSigning(d, meta)
@@ -156,11 +158,12 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 	s.log.InfoContext(ctx, "signed image", "digest", d.DigestStr(), "repo", d.Context().String(), "key", key.Name(), "key_id", key.ID(), "caller", p.Name,
 		"legacy_existed", legacy.Existed, "referrer_existed", referrer.Existed)
 	return SignResult{
-		Image:     d.String(),
-		Digest:    d.DigestStr(),
-		KeyID:     key.ID(),
-		KeyName:   key.Name(),
-		Locations: []oci.Location{*legacy, *referrer},
+		Image:      d.String(),
+		Digest:     d.DigestStr(),
+		KeyID:      key.ID(),
+		KeyName:    key.Name(),
+		KeyVersion: key.Version(),
+		Locations:  []oci.Location{*legacy, *referrer},
 	}, nil
 }
 

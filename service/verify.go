@@ -107,6 +107,8 @@ type SignatureCheck struct {
 	Ref string
 	// KeyID and KeyName name the key it verified with; empty if none did.
 	KeyID, KeyName string
+	// KeyVersion is the KMS key version the signature records, if any.
+	KeyVersion string
 	// SignedAt is the signed time, if the signature carries one.
 	SignedAt *time.Time
 	// Valid is true when the signature verifies, is bound to the digest and
@@ -199,7 +201,7 @@ func (s *Verification) Signatures(ctx context.Context, p Principal, image string
 
 // judge applies the key's state and window to a signature that verified.
 func (s *Verification) judge(c *SignatureCheck, k *keys.Key, meta attest.SignMeta) {
-	c.KeyID, c.KeyName, c.Reason = k.ID(), k.Name(), ""
+	c.KeyID, c.KeyName, c.KeyVersion, c.Reason = k.ID(), k.Name(), meta.KeyVersion, ""
 	if !meta.SignedAt.IsZero() {
 		t := meta.SignedAt
 		c.SignedAt = &t

@@ -38,11 +38,12 @@ type Location struct {
 
 // SignResponse is the body of a successful POST /v1/signatures.
 type SignResponse struct {
-	Image     string     `json:"image"`
-	Digest    string     `json:"digest"`
-	KeyID     string     `json:"key_id"`
-	KeyName   string     `json:"key_name"`
-	Locations []Location `json:"locations"`
+	Image      string     `json:"image"`
+	Digest     string     `json:"digest"`
+	KeyID      string     `json:"key_id"`
+	KeyName    string     `json:"key_name"`
+	KeyVersion string     `json:"key_version,omitempty"`
+	Locations  []Location `json:"locations"`
 }
 
 // Key is one public key of GET /v1/keys.
@@ -50,6 +51,7 @@ type Key struct {
 	ID           string     `json:"id"`
 	Name         string     `json:"name"`
 	Ref          string     `json:"ref,omitempty"`
+	Version      string     `json:"version,omitempty"`
 	State        string     `json:"state"`
 	Default      bool       `json:"default"`
 	CanSign      bool       `json:"can_sign"`
@@ -75,13 +77,14 @@ type RevokeKeyRequest struct {
 
 // SignatureCheck is the verdict on one stored signature.
 type SignatureCheck struct {
-	Format   string     `json:"format"`
-	Ref      string     `json:"ref"`
-	KeyID    string     `json:"key_id,omitempty"`
-	KeyName  string     `json:"key_name,omitempty"`
-	SignedAt *time.Time `json:"signed_at,omitempty"`
-	Valid    bool       `json:"valid"`
-	Reason   string     `json:"reason,omitempty"`
+	Format     string     `json:"format"`
+	Ref        string     `json:"ref"`
+	KeyID      string     `json:"key_id,omitempty"`
+	KeyName    string     `json:"key_name,omitempty"`
+	KeyVersion string     `json:"key_version,omitempty"`
+	SignedAt   *time.Time `json:"signed_at,omitempty"`
+	Valid      bool       `json:"valid"`
+	Reason     string     `json:"reason,omitempty"`
 }
 
 // SignaturesResponse is the body of GET /v1/signatures.

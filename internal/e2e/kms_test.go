@@ -156,15 +156,28 @@ func TestAWSKMSKey(t *testing.T) {
 				t.Errorf("the %s appears in the log", name)
 			}
 		}
-		resp, err := http.Get(s.URL + "/v1/keys")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b := new(strings.Builder)
-		_, _ = copyN(b, resp.Body)
-		if strings.Contains(b.String(), testenv.AWSSecret) || strings.Contains(b.String(), "PRIVATE") {
-			t.Error("key listing carries secret material")
+		auditor := s.Token(t, "auditor")
+		for _, path := range []string{"/v1/keys", "/metrics", "/v1/tokens"} {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+path, nil)
+			req.Header.Set("Authorization", "Bearer "+auditor)
+			if path == "/v1/tokens" {
+				req.Header.Set("Authorization", "Bearer "+s.AdminToken)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := new(strings.Builder)
+			_, _ = copyN(b, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s: %d", path, resp.StatusCode)
+			}
+			for _, secret := range []string{testenv.AWSSecret, "PRIVATE KEY", strings.TrimSpace(string(pw)), signer, s.AdminToken, auditor} {
+				if strings.Contains(b.String(), secret) {
+					t.Errorf("GET %s carries secret material", path)
+				}
+			}
 		}
 	})
 }
