@@ -2,6 +2,7 @@ package attest
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -156,11 +157,15 @@ func ParseStatement(b []byte) (*Statement, error) {
 			out.Meta = metaFrom(func(k string) string { return f[k].GetStringValue() })
 		}
 	}
-	pred, err := protojson.Marshal(st.GetPredicate())
-	if err != nil {
-		return nil, fmt.Errorf("%w: predicate: %w", ErrInvalid, err)
+	// The predicate as signed, byte for byte: what a policy sees is what
+	// was verified.
+	var raw struct {
+		Predicate json.RawMessage `json:"predicate"`
 	}
-	out.Predicate = pred
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("%w: statement: %w", ErrInvalid, err)
+	}
+	out.Predicate = raw.Predicate
 	return out, nil
 }
 
