@@ -30,11 +30,13 @@ type Check struct {
 // Config lists what the HTTP API needs. Every field is a dependency the
 // handlers use; nothing else is reachable from a handler.
 type Config struct {
-	Log     *slog.Logger
-	Tokens  *service.Tokens
-	Signing *service.Signing
-	Verify  *service.Verification
-	Keys    *service.KeyLifecycle
+	Log       *slog.Logger
+	Tokens    *service.Tokens
+	Signing   *service.Signing
+	Verify    *service.Verification
+	Keys      *service.KeyLifecycle
+	Attest    *service.Attestations
+	Artifacts *service.Artifacts
 	// Registry is the embedded registry handler, served under /v2/; nil for none.
 	Registry http.Handler
 	// Ready lists the readiness checks of /readyz.
@@ -43,6 +45,9 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// MaxBodyBytes caps JSON request bodies.
 	MaxBodyBytes int64
+	// MaxPredicateBytes caps an attestation's predicate; its request may be
+	// that plus a small envelope.
+	MaxPredicateBytes int64
 }
 
 // New returns the HTTP handler with every route registered.
@@ -68,14 +73,22 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/readyz", ready(cfg.Ready))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{})), auth, require(service.ActionMetrics))
 
-	v1 := e.Group("/v1", limit)
+	// Request bodies are capped per route: small JSON everywhere, a
+	// predicate's worth on attestations.
+	bigLimit := middleware.BodyLimit(strconv.FormatInt(cfg.MaxPredicateBytes+64<<10, 10) + "B")
+
+	v1 := e.Group("/v1")
 	v1.GET("/keys", listKeys(cfg.Keys))
 	v1.GET("/trusted-root", trustedRoot)
-	v1.POST("/keys/:name/activate", activateKey(cfg.Keys), auth)
-	v1.POST("/keys/:name/revoke", revokeKey(cfg.Keys), auth)
-	v1.POST("/signatures", sign(cfg.Signing), auth)
+	v1.POST("/keys/:name/activate", activateKey(cfg.Keys), limit, auth)
+	v1.POST("/keys/:name/revoke", revokeKey(cfg.Keys), limit, auth)
+	v1.POST("/signatures", sign(cfg.Signing), limit, auth)
 	v1.GET("/signatures", signatures(cfg.Verify), auth)
-	v1.POST("/tokens", createToken(cfg.Tokens), auth, require(service.ActionManageTokens))
+	v1.POST("/attestations", attestHandler(cfg.Attest), bigLimit, auth)
+	v1.POST("/provenance", provenance(cfg.Attest), limit, auth)
+	v1.POST("/artifacts", registerArtifact(cfg.Artifacts), limit, auth)
+	v1.GET("/artifacts/:digest/attestations", listAttestations(cfg.Attest), auth)
+	v1.POST("/tokens", createToken(cfg.Tokens), limit, auth, require(service.ActionManageTokens))
 	v1.GET("/tokens", listTokens(cfg.Tokens), auth, require(service.ActionManageTokens))
 	v1.DELETE("/tokens/:id", revokeToken(cfg.Tokens), auth, require(service.ActionManageTokens))
 

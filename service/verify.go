@@ -50,6 +50,13 @@ func checkBundle(b []byte, d name.Digest, hint string, v signature.Verifier, pre
 	if env.Hint != "" && env.Hint != hint {
 		return nil, errors.New("bundle names another key")
 	}
+	return checkDSSE(env, d, v, predicateType)
+}
+
+// checkDSSE verifies a DSSE envelope with v and checks that its statement
+// is of predicateType ("" for any) about d. The statement returned is parsed
+// from the exact payload bytes that verified.
+func checkDSSE(env *attest.BundleEnvelope, d name.Digest, v signature.Verifier, predicateType string) (*attest.Statement, error) {
 	if env.PayloadType != attest.InTotoPayloadType {
 		return nil, fmt.Errorf("payload type %q", env.PayloadType)
 	}
@@ -68,7 +75,7 @@ func checkBundle(b []byte, d name.Digest, hint string, v signature.Verifier, pre
 	if err != nil {
 		return nil, err
 	}
-	if st.PredicateType != predicateType {
+	if predicateType != "" && st.PredicateType != predicateType {
 		return nil, fmt.Errorf("%w: predicate type %s", errNotBound, st.PredicateType)
 	}
 	for _, s := range st.Subjects {

@@ -168,3 +168,36 @@ func (c *Client) TrustedRoot(ctx context.Context) ([]byte, error) {
 	err := c.do(ctx, http.MethodGet, "/v1/trusted-root", nil, &out)
 	return out, err
 }
+
+// Attest signs an attestation about a subject.
+func (c *Client) Attest(ctx context.Context, req wire.AttestRequest) (wire.AttestResponse, error) {
+	var out wire.AttestResponse
+	err := c.do(ctx, http.MethodPost, "/v1/attestations", req, &out)
+	return out, err
+}
+
+// Provenance has attestd write and sign a SLSA v1 provenance.
+func (c *Client) Provenance(ctx context.Context, req wire.ProvenanceRequest) (wire.AttestResponse, error) {
+	var out wire.AttestResponse
+	err := c.do(ctx, http.MethodPost, "/v1/provenance", req, &out)
+	return out, err
+}
+
+// Attestations lists the attestations stored for repository@digest,
+// optionally of one predicate type.
+func (c *Client) Attestations(ctx context.Context, repository, digest, predicateType string) (wire.AttestationsResponse, error) {
+	var out wire.AttestationsResponse
+	q := url.Values{"repository": {repository}}
+	if predicateType != "" {
+		q.Set("predicate_type", predicateType)
+	}
+	err := c.do(ctx, http.MethodGet, "/v1/artifacts/"+url.PathEscape(digest)+"/attestations?"+q.Encode(), nil, &out)
+	return out, err
+}
+
+// Register pins an existing image to its digest.
+func (c *Client) Register(ctx context.Context, image string) (wire.ArtifactResponse, error) {
+	var out wire.ArtifactResponse
+	err := c.do(ctx, http.MethodPost, "/v1/artifacts", wire.RegisterRequest{Image: image}, &out)
+	return out, err
+}

@@ -3,7 +3,10 @@
 // logic.
 package wire
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Error is the body of every error response.
 type Error struct {
@@ -121,4 +124,90 @@ type TokensResponse struct {
 type Health struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks,omitempty"`
+}
+
+// Subject names an artifact: an image reference, or a repository and a digest.
+type Subject struct {
+	Image      string `json:"image,omitempty"`
+	Repository string `json:"repository,omitempty"`
+	Digest     string `json:"digest,omitempty"`
+}
+
+// AttestRequest is the body of POST /v1/attestations.
+type AttestRequest struct {
+	Subject       Subject         `json:"subject"`
+	PredicateType string          `json:"predicate_type"`
+	Predicate     json.RawMessage `json:"predicate"`
+	Key           string          `json:"key,omitempty"`
+}
+
+// AttestResponse is the body of a successful POST /v1/attestations or /v1/provenance.
+type AttestResponse struct {
+	Digest        string     `json:"digest"`
+	Subjects      []string   `json:"subjects"`
+	PredicateType string     `json:"predicate_type"`
+	KeyID         string     `json:"key_id"`
+	KeyName       string     `json:"key_name"`
+	SignedAt      time.Time  `json:"signed_at"`
+	Locations     []Location `json:"locations"`
+}
+
+// Source is the source a build used, as CI reports it.
+type Source struct {
+	Repository string `json:"repository"`
+	Commit     string `json:"commit"`
+	Ref        string `json:"ref,omitempty"`
+}
+
+// Material is an input of a build, as CI reports it.
+type Material struct {
+	URI    string            `json:"uri"`
+	Digest map[string]string `json:"digest,omitempty"`
+}
+
+// ProvenanceRequest is the body of POST /v1/provenance. Everything in it is
+// the caller's claim and goes into the predicate's externalParameters.
+type ProvenanceRequest struct {
+	Subjects   []Subject       `json:"subjects"`
+	Source     Source          `json:"source"`
+	BuildType  string          `json:"build_type,omitempty"`
+	Parameters json.RawMessage `json:"parameters,omitempty"`
+	Materials  []Material      `json:"materials,omitempty"`
+	StartedOn  string          `json:"started_on,omitempty"`
+	FinishedOn string          `json:"finished_on,omitempty"`
+	Key        string          `json:"key,omitempty"`
+}
+
+// Attestation is one stored attestation with its verdict.
+type Attestation struct {
+	Format        string          `json:"format"`
+	Ref           string          `json:"ref"`
+	PredicateType string          `json:"predicate_type,omitempty"`
+	KeyID         string          `json:"key_id,omitempty"`
+	KeyName       string          `json:"key_name,omitempty"`
+	KeyVersion    string          `json:"key_version,omitempty"`
+	SignedAt      *time.Time      `json:"signed_at,omitempty"`
+	Valid         bool            `json:"valid"`
+	Reason        string          `json:"reason,omitempty"`
+	Envelope      json.RawMessage `json:"envelope,omitempty"`
+}
+
+// AttestationsResponse is the body of GET /v1/artifacts/{digest}/attestations.
+type AttestationsResponse struct {
+	Digest         string        `json:"digest"`
+	KeySetRevision int64         `json:"key_set_revision"`
+	Attestations   []Attestation `json:"attestations"`
+}
+
+// RegisterRequest is the JSON body of POST /v1/artifacts: an existing image to pin.
+type RegisterRequest struct {
+	Image string `json:"image"`
+}
+
+// ArtifactResponse is the body of a successful POST /v1/artifacts.
+type ArtifactResponse struct {
+	Image     string `json:"image"`
+	Digest    string `json:"digest"`
+	MediaType string `json:"media_type"`
+	Size      int64  `json:"size"`
 }

@@ -116,6 +116,10 @@ func defaultOf(d app.Config, flag string) string {
 		return fmt.Sprint(d.EmbeddedRegistry.Enabled)
 	case "kms-timeout":
 		return d.KMSTimeout.String()
+	case "max-predicate-bytes":
+		return fmt.Sprint(d.MaxPredicateBytes)
+	case "builder-id":
+		return d.BuilderID
 	}
 	return ""
 }

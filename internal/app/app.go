@@ -120,15 +120,18 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	e := api.New(api.Config{
-		Log:          a.log,
-		Tokens:       tokens,
-		Signing:      service.NewSigning(regs, regs, regs, keySet, a.log),
-		Verify:       service.NewVerification(regs, regs, keySet),
-		Keys:         lifecycle,
-		Registry:     regHandler,
-		Ready:        a.readyChecks(),
-		Metrics:      metrics,
-		MaxBodyBytes: cfg.MaxBodyBytes,
+		Log:               a.log,
+		Tokens:            tokens,
+		Signing:           service.NewSigning(regs, regs, regs, keySet, a.log),
+		Verify:            service.NewVerification(regs, regs, keySet),
+		Attest:            service.NewAttestations(regs, regs, regs, keySet, cfg.BuilderID, a.log),
+		Artifacts:         service.NewArtifacts(regs),
+		MaxPredicateBytes: cfg.MaxPredicateBytes,
+		Keys:              lifecycle,
+		Registry:          regHandler,
+		Ready:             a.readyChecks(),
+		Metrics:           metrics,
+		MaxBodyBytes:      cfg.MaxBodyBytes,
 	})
 	a.srv = &http.Server{
 		Handler:           e,

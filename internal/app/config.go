@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -42,6 +43,10 @@ type Config struct {
 	DefaultKey string `yaml:"default_key"`
 	// KMSTimeout is the deadline of one KMS call; failed calls are tried 3 times.
 	KMSTimeout time.Duration `yaml:"kms_timeout"`
+	// MaxPredicateBytes caps an attestation's predicate.
+	MaxPredicateBytes int64 `yaml:"max_predicate_bytes"`
+	// BuilderID is the SLSA builder id of the provenance attestd writes.
+	BuilderID string `yaml:"builder_id"`
 }
 
 // KeyConfig is one signing key.
@@ -81,14 +86,16 @@ type Registry struct {
 // Defaults is the zero-config configuration.
 func Defaults() Config {
 	return Config{
-		Listen:           "127.0.0.1:8080",
-		DataDir:          "attestd-data",
-		LogLevel:         "info",
-		MaxBodyBytes:     1 << 20,
-		MaxManifestBytes: 4 << 20,
-		ShutdownTimeout:  20 * time.Second,
-		EmbeddedRegistry: EmbeddedRegistry{Enabled: true},
-		KMSTimeout:       5 * time.Second,
+		Listen:            "127.0.0.1:8080",
+		DataDir:           "attestd-data",
+		LogLevel:          "info",
+		MaxBodyBytes:      1 << 20,
+		MaxManifestBytes:  4 << 20,
+		ShutdownTimeout:   20 * time.Second,
+		EmbeddedRegistry:  EmbeddedRegistry{Enabled: true},
+		KMSTimeout:        5 * time.Second,
+		MaxPredicateBytes: 32 << 20,
+		BuilderID:         "https://attestd.dev/builder/v1",
 	}
 }
 
@@ -113,6 +120,8 @@ var Settings = []Setting{
 	{"keys", "ATTESTD_KEYS", "keys[].name, keys[].uri", "signing keys as name=uri, comma-separated (file://, awskms://, gcpkms://, azurekms://, hashivault://)"},
 	{"default-key", "ATTESTD_DEFAULT_KEY", "default_key", "key used when a request names none (default: the first key)"},
 	{"kms-timeout", "ATTESTD_KMS_TIMEOUT", "kms_timeout", "deadline of one KMS call; each call is tried 3 times with backoff"},
+	{"max-predicate-bytes", "ATTESTD_MAX_PREDICATE_BYTES", "max_predicate_bytes", "cap on an attestation's predicate (413 above it; default 32 MiB)"},
+	{"builder-id", "ATTESTD_BUILDER_ID", "builder_id", "SLSA builder id written into the provenance attestd generates"},
 	{"", "ATTESTD_KEY_PASSWORD", "", "password of the local key; default: a generated 0600 file in the data dir"},
 }
 
@@ -171,6 +180,10 @@ func (c *Config) Set(flag, v string) error {
 		c.DefaultKey = v
 	case "kms-timeout":
 		c.KMSTimeout, err = time.ParseDuration(v)
+	case "max-predicate-bytes":
+		c.MaxPredicateBytes, err = strconv.ParseInt(v, 10, 64)
+	case "builder-id":
+		c.BuilderID = v
 	default:
 		return fmt.Errorf("unknown setting %q", flag)
 	}
@@ -213,7 +226,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir is empty"))
 	}
-	if c.MaxBodyBytes <= 0 || c.MaxManifestBytes <= 0 {
+	if c.MaxBodyBytes <= 0 || c.MaxManifestBytes <= 0 || c.MaxPredicateBytes <= 0 {
 		errs = append(errs, errors.New("size limits must be positive"))
 	}
 	switch c.LogLevel {
@@ -243,6 +256,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DefaultKey != "" && !names[c.DefaultKey] && (len(c.Keys) != 0 || c.DefaultKey != "default") {
 		errs = append(errs, fmt.Errorf("default_key %q is not a configured key", c.DefaultKey))
+	}
+	if u, err := url.Parse(c.BuilderID); err != nil || !u.IsAbs() {
+		errs = append(errs, fmt.Errorf("builder_id %q: want an absolute URI", c.BuilderID))
 	}
 	if c.KMSTimeout <= 0 {
 		errs = append(errs, errors.New("kms_timeout must be positive"))

@@ -214,7 +214,13 @@ func (r *Registries) fetchSingleLayer(ctx context.Context, d name.Digest, mediaT
 	if m.Layers[0].Size > maxBundleBytes {
 		return nil, fmt.Errorf("referrer %s: %w", d, ErrTooLarge)
 	}
-	l, err := remote.Layer(d.Context().Digest(m.Layers[0].Digest.String()), opts...)
+	return r.readBlob(ctx, d.Context(), m.Layers[0].Digest.String(), m.Layers[0].Size, opts)
+}
+
+// readBlob reads the blob with the given digest and size from repo,
+// checking both.
+func (r *Registries) readBlob(_ context.Context, repo name.Repository, digest string, size int64, opts []remote.Option) ([]byte, error) {
+	l, err := remote.Layer(repo.Digest(digest), opts...)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -223,12 +229,12 @@ func (r *Registries) fetchSingleLayer(ctx context.Context, d name.Digest, mediaT
 		return nil, classify(err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, m.Layers[0].Size+1))
+	b, err := io.ReadAll(io.LimitReader(rc, size+1))
 	if err != nil {
 		return nil, classify(err)
 	}
-	if int64(len(b)) != m.Layers[0].Size {
-		return nil, fmt.Errorf("referrer %s: layer size mismatch", d)
+	if int64(len(b)) != size {
+		return nil, fmt.Errorf("blob %s: %d bytes, the manifest says %d: %w", digest, len(b), size, ErrDigestMismatch)
 	}
 	return b, nil
 }

@@ -1,0 +1,364 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/attestd/attestd/attest"
+	"github.com/attestd/attestd/keys"
+	"github.com/attestd/attestd/storage/oci"
+)
+
+type attestationWriter interface {
+	WriteLegacyAttestation(ctx context.Context, subject name.Digest, envelope []byte, predicateType string) (oci.Location, error)
+	WriteBundleReferrer(ctx context.Context, subject oci.Resolved, bundle []byte, mediaType, predicateType string) (oci.Location, error)
+}
+
+type attestationReader interface {
+	LegacyAttestations(ctx context.Context, subject name.Digest, predicateType string, max int) ([]oci.StoredEnvelope, error)
+	Bundles(ctx context.Context, subject name.Digest, mediaType, predicateType string, max int) ([]oci.StoredBundle, error)
+}
+
+type attestKeys interface {
+	signerSet
+	verifySet
+}
+
+// Attestations signs in-toto attestations about artifacts and stores them
+// next to each artifact as cosign's legacy `.att` tag and as a sigstore
+// bundle referrer; it lists them back, verified.
+type Attestations struct {
+	resolve   resolver
+	write     attestationWriter
+	read      attestationReader
+	keys      attestKeys
+	log       *slog.Logger
+	now       func() time.Time
+	builderID string
+}
+
+// NewAttestations returns the attestation service. builderID is the SLSA
+// builder id attestd writes into the provenance it generates.
+func NewAttestations(r resolver, w attestationWriter, rd attestationReader, ks attestKeys, builderID string, log *slog.Logger) *Attestations {
+	return &Attestations{resolve: r, write: w, read: rd, keys: ks, log: log, now: time.Now, builderID: builderID}
+}
+
+// SubjectRef names an artifact: an image reference, or a repository and a digest.
+type SubjectRef struct {
+	Image      string
+	Repository string
+	Digest     string
+}
+
+func (s SubjectRef) ref() (string, error) {
+	switch {
+	case s.Image != "" && s.Repository == "" && s.Digest == "":
+		return s.Image, nil
+	case s.Image == "" && s.Repository != "" && s.Digest != "":
+		return s.Repository + "@" + s.Digest, nil
+	}
+	return "", fmt.Errorf("%w: a subject is an image reference, or a repository with a digest", ErrInvalid)
+}
+
+// AttestRequest asks for a signed attestation.
+type AttestRequest struct {
+	Subject       SubjectRef
+	PredicateType string
+	Predicate     []byte
+	// Key names the signing key; empty means the default key.
+	Key string
+}
+
+// AttestResult says what was attested and where it is stored.
+type AttestResult struct {
+	Digest        string
+	Subjects      []string
+	PredicateType string
+	KeyID         string
+	KeyName       string
+	SignedAt      time.Time
+	Locations     []oci.Location
+}
+
+// maxStoredAttestations caps the attestations read back for one digest.
+const maxStoredAttestations = 512
+
+// Attest validates the predicate against its type, builds an in-toto
+// Statement v1 about the subject's digest, signs its DSSE envelope once and
+// stores it in both layouts. An identical predicate of the same type,
+// already attested by the same key for the digest, is not stored again; a
+// different one is appended, and earlier ones stay readable.
+//
+// Partial success: the legacy `.att` is written first; if the referrer
+// write fails the error is returned, and a retry writes only the referrer.
+func (a *Attestations) Attest(ctx context.Context, p Principal, req AttestRequest) (AttestResult, error) {
+	if err := Authorize(p, ActionSign); err != nil {
+		return AttestResult{}, err
+	}
+	if err := attest.ValidatePredicate(req.PredicateType, req.Predicate); err != nil {
+		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	key, err := a.signer(req.Key)
+	if err != nil {
+		return AttestResult{}, err
+	}
+	subj, err := a.resolveSubject(ctx, req.Subject, key)
+	if err != nil {
+		return AttestResult{}, err
+	}
+	res, err := a.attest(ctx, key, []oci.Resolved{subj}, req.PredicateType, req.Predicate)
+	if err != nil {
+		return AttestResult{}, err
+	}
+	a.log.InfoContext(ctx, "attested", "digest", res.Digest, "predicate_type", res.PredicateType, "key", key.Name(), "caller", p.Name)
+	return res, nil
+}
+
+func (a *Attestations) signer(name string) (*keys.Key, error) {
+	key, err := a.keys.Signer(name)
+	switch {
+	case errors.Is(err, keys.ErrNotSigning):
+		return nil, fmt.Errorf("%w: %w", ErrForbidden, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return key, nil
+}
+
+func (a *Attestations) resolveSubject(ctx context.Context, s SubjectRef, key *keys.Key) (oci.Resolved, error) {
+	r, err := s.ref()
+	if err != nil {
+		return oci.Resolved{}, err
+	}
+	ref, err := a.resolve.Parse(r)
+	if err != nil {
+		return oci.Resolved{}, registryErr(err)
+	}
+	if key != nil && !key.Allows(ref.Context().Name()) {
+		return oci.Resolved{}, fmt.Errorf("%w: key %s may not sign in %s", ErrForbidden, key.Name(), ref.Context().Name())
+	}
+	subj, err := a.resolve.Resolve(ctx, ref)
+	if err != nil {
+		return oci.Resolved{}, registryErr(err)
+	}
+	return subj, nil
+}
+
+// attest signs one statement about subjects and stores it next to each.
+func (a *Attestations) attest(ctx context.Context, key *keys.Key, subjects []oci.Resolved, predicateType string, predicate []byte) (AttestResult, error) {
+	v, err := key.Verifier()
+	if err != nil {
+		return AttestResult{}, err
+	}
+	canon, err := attest.Canonical(predicate)
+	if err != nil {
+		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	meta := attest.SignMeta{SignedAt: a.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version()}
+	var ss []attest.Subject
+	for _, s := range subjects {
+		ss = append(ss, attest.Subject{Name: s.Digest.Context().Name(), Digest: s.Digest.DigestStr()})
+	}
+	stmt, err := attest.NewStatement(ss, predicateType, predicate, meta)
+	if err != nil {
+		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	res := AttestResult{Digest: subjects[0].Digest.DigestStr(), PredicateType: predicateType, KeyID: key.ID(), KeyName: key.Name(), SignedAt: meta.SignedAt}
+	var sig []byte // signed once, on first need
+	for _, subj := range subjects {
+		res.Subjects = append(res.Subjects, subj.Digest.String())
+		legacy, referrer, err := a.existing(ctx, subj.Digest, key, v, predicateType, canon)
+		if err != nil {
+			return AttestResult{}, registryErr(err)
+		}
+		if (legacy == nil || referrer == nil) && sig == nil {
+			if sig, err = key.Sign(ctx, attest.PAE(attest.InTotoPayloadType, stmt)); err != nil {
+				return AttestResult{}, signErr(err)
+			}
+		}
+		if legacy == nil {
+			env, err := attest.Envelope(attest.InTotoPayloadType, stmt, sig)
+			if err != nil {
+				return AttestResult{}, err
+			}
+			loc, err := a.write.WriteLegacyAttestation(ctx, subj.Digest, env, predicateType)
+			if err != nil {
+				return AttestResult{}, registryErr(fmt.Errorf("store attestation for %s: %w", subj.Digest, err))
+			}
+			legacy = &loc
+		}
+		if referrer == nil {
+			bundle, err := attest.Bundle(attest.InTotoPayloadType, stmt, sig, key.Hint())
+			if err != nil {
+				return AttestResult{}, err
+			}
+			loc, err := a.write.WriteBundleReferrer(ctx, subj, bundle, attest.BundleMediaType, predicateType)
+			if err != nil {
+				return AttestResult{}, registryErr(fmt.Errorf("store attestation referrer for %s: %w (the legacy attestation %s is stored)", subj.Digest, err, legacy.Ref))
+			}
+			referrer = &loc
+		}
+		res.Locations = append(res.Locations, *legacy, *referrer)
+	}
+	return res, nil
+}
+
+// existing finds, in each layout, an attestation of predicateType by key
+// for d whose predicate is canon.
+func (a *Attestations) existing(ctx context.Context, d name.Digest, key *keys.Key, v signature.Verifier, predicateType string, canon []byte) (legacy, referrer *oci.Location, err error) {
+	same := func(st *attest.Statement) bool {
+		c, err := attest.Canonical(st.Predicate)
+		return err == nil && bytes.Equal(c, canon)
+	}
+	envs, err := a.read.LegacyAttestations(ctx, d, predicateType, maxStoredAttestations)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range envs {
+		if st, err := checkEnvelope(e.Envelope, d, v, predicateType); err == nil && same(st) {
+			tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".att")
+			legacy = &oci.Location{Kind: "legacy-tag", Ref: e.Ref, Tag: tag.String(), Existed: true}
+			break
+		}
+	}
+	bundles, err := a.read.Bundles(ctx, d, attest.BundleMediaType, predicateType, maxStoredAttestations)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, b := range bundles {
+		if st, err := checkBundle(b.Bundle, d, string(key.Hint()), v, predicateType); err == nil && same(st) {
+			referrer = &oci.Location{Kind: "referrer", Ref: b.Ref, Existed: true}
+			break
+		}
+	}
+	return legacy, referrer, nil
+}
+
+// checkEnvelope verifies a DSSE envelope with v and checks that its
+// statement is of predicateType ("" for any) about d.
+func checkEnvelope(b []byte, d name.Digest, v signature.Verifier, predicateType string) (*attest.Statement, error) {
+	env, err := attest.ParseEnvelope(b)
+	if err != nil {
+		return nil, err
+	}
+	return checkDSSE(env, d, v, predicateType)
+}
+
+// Attestation is one stored attestation, checked against the key set.
+type Attestation struct {
+	Format        string
+	Ref           string
+	PredicateType string
+	KeyID         string
+	KeyName       string
+	KeyVersion    string
+	SignedAt      *time.Time
+	Valid         bool
+	Reason        string
+	// Envelope is the DSSE envelope JSON, as stored (legacy) or as carried
+	// in the bundle.
+	Envelope json.RawMessage
+}
+
+// AttestationList is what is stored for a digest.
+type AttestationList struct {
+	Digest         string
+	KeySetRevision int64
+	Attestations   []Attestation
+}
+
+// List returns the attestations stored for the subject, optionally of one
+// predicate type, each verified against the key set. A registry error is an
+// error; an attestation that does not verify is listed with the reason.
+func (a *Attestations) List(ctx context.Context, p Principal, s SubjectRef, predicateType string) (AttestationList, error) {
+	if err := Authorize(p, ActionVerify); err != nil {
+		return AttestationList{}, err
+	}
+	subj, err := a.resolveSubject(ctx, s, nil)
+	if err != nil {
+		return AttestationList{}, err
+	}
+	d := subj.Digest
+	out := AttestationList{Digest: d.DigestStr(), KeySetRevision: a.keys.Revision(), Attestations: []Attestation{}}
+	entries := a.keys.All()
+	envs, err := a.read.LegacyAttestations(ctx, d, predicateType, maxStoredAttestations)
+	if err != nil {
+		return AttestationList{}, registryErr(err)
+	}
+	for _, e := range envs {
+		env, err := attest.ParseEnvelope(e.Envelope)
+		at := Attestation{Format: "legacy-tag", Ref: e.Ref, PredicateType: e.PredicateType, Envelope: e.Envelope, Reason: "no key in the key set verifies it"}
+		if err != nil {
+			at.Reason = err.Error()
+			at.Envelope = nil
+		} else {
+			a.judge(&at, env, d, entries, predicateType, "")
+		}
+		out.Attestations = append(out.Attestations, at)
+	}
+	bundles, err := a.read.Bundles(ctx, d, attest.BundleMediaType, predicateType, maxStoredAttestations)
+	if err != nil {
+		return AttestationList{}, registryErr(err)
+	}
+	for _, b := range bundles {
+		at := Attestation{Format: "referrer", Ref: b.Ref, Reason: "no key in the key set verifies it"}
+		env, err := attest.ParseBundle(b.Bundle)
+		if err != nil {
+			at.Reason = err.Error()
+		} else {
+			if ej, err := attest.Envelope(env.PayloadType, env.Payload, env.Signatures[0]); err == nil {
+				at.Envelope = ej
+			}
+			a.judge(&at, env, d, entries, predicateType, env.Hint)
+		}
+		if at.PredicateType == attest.CosignSignPredicateType && predicateType == "" {
+			continue // image signatures are listed by GET /v1/signatures
+		}
+		out.Attestations = append(out.Attestations, at)
+	}
+	return out, nil
+}
+
+func (a *Attestations) judge(at *Attestation, env *attest.BundleEnvelope, d name.Digest, entries []keys.Entry, predicateType, hint string) {
+	for _, e := range entries {
+		if hint != "" && string(e.Key.Hint()) != hint {
+			continue
+		}
+		v, err := e.Key.Verifier()
+		if err != nil {
+			continue
+		}
+		st, err := checkDSSE(env, d, v, predicateType)
+		if err != nil {
+			if errors.Is(err, errNotBound) {
+				at.Reason = err.Error()
+			}
+			continue
+		}
+		at.PredicateType = st.PredicateType
+		at.KeyID, at.KeyName, at.KeyVersion, at.Reason = e.Key.ID(), e.Key.Name(), st.Meta.KeyVersion, ""
+		if !st.Meta.SignedAt.IsZero() {
+			t := st.Meta.SignedAt
+			at.SignedAt = &t
+		}
+		if st.Meta.KeyID != "" && st.Meta.KeyID != e.Key.ID() {
+			at.Reason = fmt.Sprintf("signed content names key %s, verified with %s", st.Meta.KeyID, e.Key.ID())
+			return
+		}
+		if err := a.keys.Accept(e.Key, st.Meta.SignedAt); err != nil {
+			at.Reason = err.Error()
+			return
+		}
+		at.Valid = true
+		return
+	}
+}

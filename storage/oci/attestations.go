@@ -1,0 +1,114 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+	cstatic "github.com/sigstore/cosign/v2/pkg/oci/static"
+	ctypes "github.com/sigstore/cosign/v2/pkg/types"
+)
+
+// AnnotationPredicateType is the layer annotation cosign puts on a legacy
+// attestation.
+const AnnotationPredicateType = "predicateType"
+
+// WriteLegacyAttestation appends a DSSE envelope to the `sha256-<hex>.att`
+// image of subject, in the layout cosign v2 writes: a layer of media type
+// application/vnd.dsse.envelope.v1+json annotated with its predicate type.
+// Earlier attestations stay.
+func (r *Registries) WriteLegacyAttestation(ctx context.Context, subject name.Digest, envelope []byte, predicateType string) (Location, error) {
+	opts, err := r.remoteOptions(ctx, subject.Context())
+	if err != nil {
+		return Location{}, err
+	}
+	copts := []ociremote.Option{ociremote.WithRemoteOptions(opts...)}
+	att, err := cstatic.NewAttestation(envelope,
+		cstatic.WithLayerMediaType(ctypes.DssePayloadType),
+		cstatic.WithAnnotations(map[string]string{AnnotationPredicateType: predicateType}))
+	if err != nil {
+		return Location{}, err
+	}
+	se, err := mutate.AttachAttestationToEntity(ociremote.SignedUnknown(subject, copts...), att)
+	if err != nil {
+		return Location{}, fmt.Errorf("attach attestation: %w", classify(err))
+	}
+	if err := ociremote.WriteAttestations(subject.Context(), se, copts...); err != nil {
+		return Location{}, fmt.Errorf("write attestation: %w", classify(err))
+	}
+	atts, err := se.Attestations()
+	if err != nil {
+		return Location{}, err
+	}
+	h, err := atts.Digest()
+	if err != nil {
+		return Location{}, err
+	}
+	tag := subject.Context().Tag(strings.Replace(subject.DigestStr(), ":", "-", 1) + ".att")
+	return Location{Kind: "legacy-tag", Tag: tag.String(), Ref: subject.Context().Digest(h.String()).String()}, nil
+}
+
+// StoredEnvelope is one DSSE envelope of a legacy `.att` image.
+type StoredEnvelope struct {
+	// Ref is the `.att` manifest: repo@sha256:...
+	Ref           string
+	PredicateType string
+	Envelope      []byte
+}
+
+// LegacyAttestations reads the `sha256-<hex>.att` image of subject and
+// returns its envelopes with the given predicate type ("" for any), at most
+// max of them in the image.
+func (r *Registries) LegacyAttestations(ctx context.Context, subject name.Digest, predicateType string, max int) ([]StoredEnvelope, error) {
+	opts, err := r.remoteOptions(ctx, subject.Context())
+	if err != nil {
+		return nil, err
+	}
+	tag := subject.Context().Tag(strings.Replace(subject.DigestStr(), ":", "-", 1) + ".att")
+	desc, err := remote.Head(tag, opts...)
+	if err != nil {
+		if errors.Is(classify(err), ErrNotFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read %s: %w", tag, classify(err))
+	}
+	if desc.Size > r.maxManifest {
+		return nil, fmt.Errorf("read %s: %w", tag, ErrTooLarge)
+	}
+	ref := subject.Context().Digest(desc.Digest.String())
+	if _, err := r.getManifest(ctx, ref, opts); err != nil {
+		return nil, fmt.Errorf("read %s: %w", tag, err)
+	}
+	img, err := remote.Image(ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", tag, classify(err))
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", tag, classify(err))
+	}
+	if len(m.Layers) > max {
+		return nil, fmt.Errorf("%s holds %d attestations, more than %d: %w", tag, len(m.Layers), max, ErrTooLarge)
+	}
+	var out []StoredEnvelope
+	for _, l := range m.Layers {
+		pt := l.Annotations[AnnotationPredicateType]
+		if predicateType != "" && pt != predicateType {
+			continue
+		}
+		if l.Size > maxBundleBytes {
+			return nil, fmt.Errorf("%s: an attestation of %d bytes: %w", tag, l.Size, ErrTooLarge)
+		}
+		b, err := r.readBlob(ctx, subject.Context(), l.Digest.String(), l.Size, opts)
+		if err != nil {
+			continue // an unreadable layer proves nothing
+		}
+		out = append(out, StoredEnvelope{Ref: ref.String(), PredicateType: pt, Envelope: b})
+	}
+	return out, nil
+}
