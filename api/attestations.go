@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -75,6 +76,31 @@ func listAttestations(a *service.Attestations) echo.HandlerFunc {
 				KeyID: x.KeyID, KeyName: x.KeyName, KeyVersion: x.KeyVersion, SignedAt: x.SignedAt, Valid: x.Valid, Reason: x.Reason, Envelope: x.Envelope})
 		}
 		return c.JSON(http.StatusOK, out)
+	}
+}
+
+// artifacts registers an image by reference (a JSON body) or takes a
+// streamed upload (any other body), as ?kind=image|file&repository=…
+func artifacts(a *service.Artifacts, jsonLimit echo.MiddlewareFunc, maxUpload int64) echo.HandlerFunc {
+	register := jsonLimit(registerArtifact(a))
+	return func(c echo.Context) error {
+		req := c.Request()
+		if strings.HasPrefix(req.Header.Get(echo.HeaderContentType), echo.MIMEApplicationJSON) {
+			return register(c)
+		}
+		if req.ContentLength > maxUpload {
+			return echo.ErrStatusRequestEntityTooLarge
+		}
+		q := c.QueryParams()
+		res, err := a.Upload(req.Context(), principal(c), service.UploadRequest{
+			Repository: q.Get("repository"), Tag: q.Get("tag"), Kind: q.Get("kind"),
+			Filename: q.Get("filename"), MediaType: q.Get("media_type"), ArtifactType: q.Get("artifact_type"),
+			Body: req.Body,
+		})
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusCreated, wire.ArtifactResponse{Image: res.Image, Digest: res.Digest, MediaType: res.MediaType, Size: res.Size})
 	}
 }
 

@@ -23,6 +23,7 @@ var catalog = []struct {
 	{service.ErrUnauthenticated, "UNAUTHENTICATED", http.StatusUnauthorized},
 	{service.ErrForbidden, "FORBIDDEN", http.StatusForbidden},
 	{service.ErrNotFound, "NOT_FOUND", http.StatusNotFound},
+	{service.ErrTooLarge, "TOO_LARGE", http.StatusRequestEntityTooLarge},
 	{service.ErrUpstream, "UPSTREAM_FAILURE", http.StatusBadGateway},
 	{service.ErrUnavailable, "UNAVAILABLE", http.StatusServiceUnavailable},
 }

@@ -48,6 +48,8 @@ type Config struct {
 	// MaxPredicateBytes caps an attestation's predicate; its request may be
 	// that plus a small envelope.
 	MaxPredicateBytes int64
+	// MaxUploadBytes caps an artifact upload.
+	MaxUploadBytes int64
 }
 
 // New returns the HTTP handler with every route registered.
@@ -86,7 +88,7 @@ func New(cfg Config) *echo.Echo {
 	v1.GET("/signatures", signatures(cfg.Verify), auth)
 	v1.POST("/attestations", attestHandler(cfg.Attest), bigLimit, auth)
 	v1.POST("/provenance", provenance(cfg.Attest), limit, auth)
-	v1.POST("/artifacts", registerArtifact(cfg.Artifacts), limit, auth)
+	v1.POST("/artifacts", artifacts(cfg.Artifacts, limit, cfg.MaxUploadBytes), auth)
 	v1.GET("/artifacts/:digest/attestations", listAttestations(cfg.Attest), auth)
 	v1.POST("/tokens", createToken(cfg.Tokens), limit, auth, require(service.ActionManageTokens))
 	v1.GET("/tokens", listTokens(cfg.Tokens), auth, require(service.ActionManageTokens))

@@ -27,6 +27,8 @@ var (
 	// ErrUpstream means a registry failed or returned something that did not
 	// check out; nothing was decided. 502.
 	ErrUpstream = errors.New("upstream failure")
+	// ErrTooLarge means an upload or body is over its configured size. 413.
+	ErrTooLarge = errors.New("too large")
 	// ErrUnavailable means a dependency is down or throttling; retry later. 503.
 	ErrUnavailable = errors.New("temporarily unavailable")
 )

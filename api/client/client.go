@@ -46,7 +46,7 @@ func New(baseURL, token string) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("server URL %q: want http(s)://host[:port]", baseURL)
 	}
-	return &Client{base: u, token: token, http: &http.Client{Timeout: 5 * time.Minute}}, nil
+	return &Client{base: u, token: token, http: &http.Client{Timeout: 2 * time.Hour}}, nil
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
@@ -65,6 +65,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.send(req, out)
+}
+
+// send makes the request with the token and decodes the answer into out.
+func (c *Client) send(req *http.Request, out any) error {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -200,4 +205,33 @@ func (c *Client) Register(ctx context.Context, image string) (wire.ArtifactRespo
 	var out wire.ArtifactResponse
 	err := c.do(ctx, http.MethodPost, "/v1/artifacts", wire.RegisterRequest{Image: image}, &out)
 	return out, err
+}
+
+// UploadOptions describes an artifact upload.
+type UploadOptions struct {
+	Repository string
+	Tag        string
+	// Kind is "image" or "file".
+	Kind                              string
+	Filename, MediaType, ArtifactType string
+	// Size is the body's length, or -1 if unknown.
+	Size int64
+}
+
+// Upload streams body to POST /v1/artifacts.
+func (c *Client) Upload(ctx context.Context, body io.Reader, o UploadOptions) (wire.ArtifactResponse, error) {
+	q := url.Values{"repository": {o.Repository}, "kind": {o.Kind}}
+	for k, v := range map[string]string{"tag": o.Tag, "filename": o.Filename, "media_type": o.MediaType, "artifact_type": o.ArtifactType} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+"/v1/artifacts?"+q.Encode(), body)
+	if err != nil {
+		return wire.ArtifactResponse{}, err
+	}
+	req.ContentLength = o.Size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	var out wire.ArtifactResponse
+	return out, c.send(req, &out)
 }

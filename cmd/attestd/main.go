@@ -120,6 +120,10 @@ func defaultOf(d app.Config, flag string) string {
 		return fmt.Sprint(d.MaxPredicateBytes)
 	case "builder-id":
 		return d.BuilderID
+	case "max-upload-bytes":
+		return fmt.Sprint(d.MaxUploadBytes)
+	case "max-decompression-ratio":
+		return fmt.Sprint(d.MaxDecompressionRatio)
 	}
 	return ""
 }

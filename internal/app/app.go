@@ -22,6 +22,7 @@ import (
 	"github.com/attestd/attestd/api"
 	"github.com/attestd/attestd/keys"
 	"github.com/attestd/attestd/service"
+	"github.com/attestd/attestd/storage/archive"
 	"github.com/attestd/attestd/storage/index"
 	"github.com/attestd/attestd/storage/oci"
 	"github.com/attestd/attestd/storage/registry"
@@ -116,16 +117,28 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		}
 	}
 
+	// Uploads are spooled here; leftovers of a crash are removed at start.
+	tmpDir := filepath.Join(cfg.DataDir, "tmp")
+	if err := os.RemoveAll(tmpDir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return err
+	}
+
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	e := api.New(api.Config{
-		Log:               a.log,
-		Tokens:            tokens,
-		Signing:           service.NewSigning(regs, regs, regs, keySet, a.log),
-		Verify:            service.NewVerification(regs, regs, keySet),
-		Attest:            service.NewAttestations(regs, regs, regs, keySet, cfg.BuilderID, a.log),
-		Artifacts:         service.NewArtifacts(regs),
+		Log:     a.log,
+		Tokens:  tokens,
+		Signing: service.NewSigning(regs, regs, regs, keySet, a.log),
+		Verify:  service.NewVerification(regs, regs, keySet),
+		Attest:  service.NewAttestations(regs, regs, regs, keySet, cfg.BuilderID, a.log),
+		Artifacts: service.NewArtifacts(regs, regs, tmpDir, archive.Limits{
+			MaxBytes: cfg.MaxUploadBytes, MaxRatio: cfg.MaxDecompressionRatio, MaxEntries: 100_000,
+		}, a.log),
+		MaxUploadBytes:    cfg.MaxUploadBytes,
 		MaxPredicateBytes: cfg.MaxPredicateBytes,
 		Keys:              lifecycle,
 		Registry:          regHandler,

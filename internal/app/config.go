@@ -45,6 +45,10 @@ type Config struct {
 	KMSTimeout time.Duration `yaml:"kms_timeout"`
 	// MaxPredicateBytes caps an attestation's predicate.
 	MaxPredicateBytes int64 `yaml:"max_predicate_bytes"`
+	// MaxUploadBytes caps an artifact upload, as sent and as decompressed.
+	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// MaxDecompressionRatio caps how far a gzipped upload may expand.
+	MaxDecompressionRatio int64 `yaml:"max_decompression_ratio"`
 	// BuilderID is the SLSA builder id of the provenance attestd writes.
 	BuilderID string `yaml:"builder_id"`
 }
@@ -86,16 +90,18 @@ type Registry struct {
 // Defaults is the zero-config configuration.
 func Defaults() Config {
 	return Config{
-		Listen:            "127.0.0.1:8080",
-		DataDir:           "attestd-data",
-		LogLevel:          "info",
-		MaxBodyBytes:      1 << 20,
-		MaxManifestBytes:  4 << 20,
-		ShutdownTimeout:   20 * time.Second,
-		EmbeddedRegistry:  EmbeddedRegistry{Enabled: true},
-		KMSTimeout:        5 * time.Second,
-		MaxPredicateBytes: 32 << 20,
-		BuilderID:         "https://attestd.dev/builder/v1",
+		Listen:                "127.0.0.1:8080",
+		DataDir:               "attestd-data",
+		LogLevel:              "info",
+		MaxBodyBytes:          1 << 20,
+		MaxManifestBytes:      4 << 20,
+		ShutdownTimeout:       20 * time.Second,
+		EmbeddedRegistry:      EmbeddedRegistry{Enabled: true},
+		KMSTimeout:            5 * time.Second,
+		MaxPredicateBytes:     32 << 20,
+		MaxUploadBytes:        4 << 30,
+		MaxDecompressionRatio: 50,
+		BuilderID:             "https://attestd.dev/builder/v1",
 	}
 }
 
@@ -122,6 +128,8 @@ var Settings = []Setting{
 	{"kms-timeout", "ATTESTD_KMS_TIMEOUT", "kms_timeout", "deadline of one KMS call; each call is tried 3 times with backoff"},
 	{"max-predicate-bytes", "ATTESTD_MAX_PREDICATE_BYTES", "max_predicate_bytes", "cap on an attestation's predicate (413 above it; default 32 MiB)"},
 	{"builder-id", "ATTESTD_BUILDER_ID", "builder_id", "SLSA builder id written into the provenance attestd generates"},
+	{"max-upload-bytes", "ATTESTD_MAX_UPLOAD_BYTES", "max_upload_bytes", "cap on an artifact upload, as sent and decompressed (413 above it; default 4 GiB)"},
+	{"max-decompression-ratio", "ATTESTD_MAX_DECOMPRESSION_RATIO", "max_decompression_ratio", "cap on how far a gzipped upload may expand (default 50:1)"},
 	{"", "ATTESTD_KEY_PASSWORD", "", "password of the local key; default: a generated 0600 file in the data dir"},
 }
 
@@ -184,6 +192,10 @@ func (c *Config) Set(flag, v string) error {
 		c.MaxPredicateBytes, err = strconv.ParseInt(v, 10, 64)
 	case "builder-id":
 		c.BuilderID = v
+	case "max-upload-bytes":
+		c.MaxUploadBytes, err = strconv.ParseInt(v, 10, 64)
+	case "max-decompression-ratio":
+		c.MaxDecompressionRatio, err = strconv.ParseInt(v, 10, 64)
 	default:
 		return fmt.Errorf("unknown setting %q", flag)
 	}
@@ -226,7 +238,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir is empty"))
 	}
-	if c.MaxBodyBytes <= 0 || c.MaxManifestBytes <= 0 || c.MaxPredicateBytes <= 0 {
+	if c.MaxBodyBytes <= 0 || c.MaxManifestBytes <= 0 || c.MaxPredicateBytes <= 0 || c.MaxUploadBytes <= 0 || c.MaxDecompressionRatio <= 0 {
 		errs = append(errs, errors.New("size limits must be positive"))
 	}
 	switch c.LogLevel {
