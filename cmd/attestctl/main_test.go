@@ -3,10 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/attestd/attestd/internal/testenv"
 )
@@ -80,5 +85,49 @@ func TestAttestctl(t *testing.T) {
 	}
 	if _, err := run(t, tok.Secret, srv, "sign", tag.String()); err == nil {
 		t.Error("revoked token still signs")
+	}
+}
+
+func TestAttestctlArtifactsAndAttestations(t *testing.T) {
+	s := testenv.Start(t, nil)
+	srv := "--server=" + s.URL
+	signer := s.Token(t, "signer")
+	dir := t.TempDir()
+
+	img, _ := random.Image(512, 1)
+	want, _ := img.Digest()
+	tag, _ := name.NewTag("example.com/app:v1")
+	archive := filepath.Join(dir, "app.tar")
+	if err := tarball.WriteToFile(archive, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	repo := s.RegistryHost + "/ctl/built"
+	out, err := run(t, signer, srv, "push", archive, "--repo", repo, "--tag", "v1", "-o", "json")
+	if err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	var pushed struct{ Digest, Image string }
+	if err := json.Unmarshal([]byte(out), &pushed); err != nil || pushed.Digest != want.String() {
+		t.Fatalf("push printed %s (%v), want digest %s", out, err, want)
+	}
+	plain := filepath.Join(dir, "notes.txt")
+	_ = os.WriteFile(plain, []byte("release notes"), 0o600)
+	if out, err := run(t, signer, srv, "push", plain, "--repo", s.RegistryHost+"/ctl/notes"); err != nil || !strings.Contains(out, "(file,") {
+		t.Errorf("push a plain file: %v\n%s", err, out)
+	}
+
+	sbom := filepath.Join("..", "..", "attest", "testdata", "spdx.json")
+	if out, err := run(t, signer, srv, "attest", repo+":v1", "--type", "spdxjson", "--predicate", sbom); err != nil || !strings.Contains(out, "https://spdx.dev/Document") {
+		t.Errorf("attest: %v\n%s", err, out)
+	}
+	if out, err := run(t, signer, srv, "provenance", repo+":v1", "--source-repo", "https://git.example/app", "--commit", "abc123", "--material", "git+https://git.example/app@sha1:abc123"); err != nil || !strings.Contains(out, "https://slsa.dev/provenance/v1") {
+		t.Errorf("provenance: %v\n%s", err, out)
+	}
+	out, err = run(t, signer, srv, "attestations", repo+":v1")
+	if err != nil || strings.Count(out, "valid") < 4 || strings.Contains(out, "INVALID") {
+		t.Errorf("attestations: %v\n%s", err, out)
+	}
+	if _, err := run(t, signer, srv, "attest", repo+":v1", "--type", "spdxjson", "--predicate", plain); err == nil {
+		t.Error("attest with a predicate that is not JSON succeeded")
 	}
 }
