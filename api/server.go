@@ -36,6 +36,9 @@ type Config struct {
 	Verify    *service.Verification
 	Keys      *service.KeyLifecycle
 	Attest    *service.Attestations
+	Gate      *service.Gate
+	Admission *service.Admission
+	Policies  *service.Policies
 	Artifacts *service.Artifacts
 	// Registry is the embedded registry handler, served under /v2/; nil for none.
 	Registry http.Handler
@@ -77,6 +80,7 @@ func New(cfg Config) *echo.Echo {
 
 	// Request bodies are capped per route: small JSON everywhere, a
 	// predicate's worth on attestations.
+	admissionLimit := middleware.BodyLimit("3MB") // Kubernetes objects are at most 1.5 MiB
 	bigLimit := middleware.BodyLimit(strconv.FormatInt(cfg.MaxPredicateBytes+64<<10, 10) + "B")
 
 	v1 := e.Group("/v1")
@@ -90,6 +94,12 @@ func New(cfg Config) *echo.Echo {
 	v1.POST("/provenance", provenance(cfg.Attest), limit, auth)
 	v1.POST("/artifacts", artifacts(cfg.Artifacts, limit, cfg.MaxUploadBytes), auth)
 	v1.GET("/artifacts/:digest/attestations", listAttestations(cfg.Attest), auth)
+	v1.POST("/verify", verify(cfg.Gate), limit, auth)
+	v1.POST("/admission", admission(cfg.Admission, false), admissionLimit, auth)
+	v1.POST("/admission/mutate", admission(cfg.Admission, true), admissionLimit, auth)
+	v1.GET("/policies", listPolicies(cfg.Policies), auth)
+	v1.POST("/policies", putPolicy(cfg.Policies), limit, auth)
+	v1.DELETE("/policies/:name", deletePolicy(cfg.Policies), auth)
 	v1.POST("/tokens", createToken(cfg.Tokens), limit, auth, require(service.ActionManageTokens))
 	v1.GET("/tokens", listTokens(cfg.Tokens), auth, require(service.ActionManageTokens))
 	v1.DELETE("/tokens/:id", revokeToken(cfg.Tokens), auth, require(service.ActionManageTokens))

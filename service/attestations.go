@@ -267,6 +267,8 @@ type Attestation struct {
 	// Envelope is the DSSE envelope JSON, as stored (legacy) or as carried
 	// in the bundle.
 	Envelope json.RawMessage
+	// statement is the statement parsed from the exact bytes that verified.
+	statement *attest.Statement
 }
 
 // AttestationList is what is stored for a digest.
@@ -287,7 +289,11 @@ func (a *Attestations) List(ctx context.Context, p Principal, s SubjectRef, pred
 	if err != nil {
 		return AttestationList{}, err
 	}
-	d := subj.Digest
+	return a.list(ctx, subj.Digest, predicateType)
+}
+
+// list returns the attestations stored for d, each verified.
+func (a *Attestations) list(ctx context.Context, d name.Digest, predicateType string) (AttestationList, error) {
 	out := AttestationList{Digest: d.DigestStr(), KeySetRevision: a.keys.Revision(), Attestations: []Attestation{}}
 	entries := a.keys.All()
 	envs, err := a.read.LegacyAttestations(ctx, d, predicateType, maxStoredAttestations)
@@ -344,7 +350,7 @@ func (a *Attestations) judge(at *Attestation, env *attest.BundleEnvelope, d name
 			}
 			continue
 		}
-		at.PredicateType = st.PredicateType
+		at.PredicateType, at.statement = st.PredicateType, st
 		at.KeyID, at.KeyName, at.KeyVersion, at.Reason = e.Key.ID(), e.Key.Name(), st.Meta.KeyVersion, ""
 		if !st.Meta.SignedAt.IsZero() {
 			t := st.Meta.SignedAt

@@ -34,21 +34,23 @@ type Action string
 
 // Actions and the roles that allow them. Admin allows everything.
 const (
-	ActionSign         Action = "sign"
-	ActionPush         Action = "registry.push"
-	ActionManageTokens Action = "tokens.manage"
-	ActionMetrics      Action = "metrics.read"
-	ActionVerify       Action = "verify"
-	ActionManageKeys   Action = "keys.manage"
+	ActionSign           Action = "sign"
+	ActionPush           Action = "registry.push"
+	ActionManageTokens   Action = "tokens.manage"
+	ActionMetrics        Action = "metrics.read"
+	ActionVerify         Action = "verify"
+	ActionManageKeys     Action = "keys.manage"
+	ActionManagePolicies Action = "policies.manage"
 )
 
 var allowed = map[Action][]string{
-	ActionSign:         {RoleSigner},
-	ActionPush:         {RoleSigner},
-	ActionManageTokens: {},
-	ActionMetrics:      {RoleAuditor},
-	ActionVerify:       {RoleVerifier, RoleAuditor, RoleSigner},
-	ActionManageKeys:   {},
+	ActionSign:           {RoleSigner},
+	ActionPush:           {RoleSigner},
+	ActionManageTokens:   {},
+	ActionMetrics:        {RoleAuditor},
+	ActionVerify:         {RoleVerifier, RoleAuditor, RoleSigner},
+	ActionManageKeys:     {},
+	ActionManagePolicies: {},
 }
 
 // Principal is an authenticated caller.

@@ -149,7 +149,11 @@ func (s *Verification) Signatures(ctx context.Context, p Principal, image string
 	if err != nil {
 		return SignatureReport{}, registryErr(err)
 	}
-	d := subj.Digest
+	return s.report(ctx, subj.Digest)
+}
+
+// report checks every signature stored for d.
+func (s *Verification) report(ctx context.Context, d name.Digest) (SignatureReport, error) {
 	rep := SignatureReport{Image: d.String(), Digest: d.DigestStr(), KeySetRevision: s.keys.Revision(), Signatures: []SignatureCheck{}}
 	entries := s.keys.All()
 

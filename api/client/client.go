@@ -235,3 +235,36 @@ func (c *Client) Upload(ctx context.Context, body io.Reader, o UploadOptions) (w
 	var out wire.ArtifactResponse
 	return out, c.send(req, &out)
 }
+
+// Verify asks the gate whether an image may run.
+func (c *Client) Verify(ctx context.Context, req wire.VerifyRequest) (wire.Decision, error) {
+	var out wire.Decision
+	err := c.do(ctx, http.MethodPost, "/v1/verify", req, &out)
+	return out, err
+}
+
+// PutPolicy loads (or replaces) a policy document (YAML).
+func (c *Client) PutPolicy(ctx context.Context, doc []byte) (wire.PolicyInfo, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+"/v1/policies", bytes.NewReader(doc))
+	if err != nil {
+		return wire.PolicyInfo{}, err
+	}
+	req.Header.Set("Content-Type", "application/yaml")
+	var out wire.PolicyInfo
+	return out, c.send(req, &out)
+}
+
+// Admission posts a raw AdmissionReview and returns the raw answer.
+func (c *Client) Admission(ctx context.Context, review []byte, mutate bool) ([]byte, error) {
+	p := "/v1/admission"
+	if mutate {
+		p += "/mutate"
+	}
+	var out json.RawMessage
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+p, bytes.NewReader(review))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return out, c.send(req, &out)
+}

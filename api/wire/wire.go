@@ -211,3 +211,56 @@ type ArtifactResponse struct {
 	MediaType string `json:"media_type"`
 	Size      int64  `json:"size"`
 }
+
+// VerifyRequest is the body of POST /v1/verify.
+type VerifyRequest struct {
+	Image      string             `json:"image"`
+	Policy     string             `json:"policy,omitempty"`
+	Namespace  string             `json:"namespace,omitempty"`
+	Breakglass *BreakglassRequest `json:"breakglass,omitempty"`
+}
+
+// BreakglassRequest asks to allow despite the policy: justified, time-boxed, recorded.
+type BreakglassRequest struct {
+	Justification string `json:"justification"`
+	// Duration is a Go duration such as "2h", at most the policy's maxDuration.
+	Duration string `json:"duration"`
+}
+
+// Requirement is one checked requirement.
+type Requirement struct {
+	Name   string `json:"name"`
+	Pass   bool   `json:"pass"`
+	Reason string `json:"reason"`
+}
+
+// Decision is the body of a POST /v1/verify response.
+type Decision struct {
+	ID             string        `json:"decision_id"`
+	Decision       string        `json:"decision"`
+	Allow          bool          `json:"allow"`
+	Image          string        `json:"image"`
+	Digest         string        `json:"digest"`
+	Policy         string        `json:"policy"`
+	Revision       string        `json:"policy_revision"`
+	KeySetRevision int64         `json:"key_set_revision"`
+	Mode           string        `json:"mode,omitempty"`
+	Requirements   []Requirement `json:"requirements"`
+	Warnings       []string      `json:"warnings,omitempty"`
+	Reason         string        `json:"reason"`
+	Breakglass     string        `json:"breakglass,omitempty"`
+	Cached         bool          `json:"cached"`
+}
+
+// PolicyInfo describes a loaded policy.
+type PolicyInfo struct {
+	Name     string `json:"name"`
+	Revision string `json:"revision"`
+	Mode     string `json:"mode"`
+	Document string `json:"document"`
+}
+
+// PoliciesResponse is the body of GET /v1/policies.
+type PoliciesResponse struct {
+	Policies []PolicyInfo `json:"policies"`
+}

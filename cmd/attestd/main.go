@@ -120,6 +120,12 @@ func defaultOf(d app.Config, flag string) string {
 		return fmt.Sprint(d.MaxPredicateBytes)
 	case "builder-id":
 		return d.BuilderID
+	case "gate-timeout":
+		return d.GateTimeout.String()
+	case "admission-deadline":
+		return d.AdmissionDeadline.String()
+	case "verdict-ttl":
+		return d.VerdictTTL.String()
 	case "max-upload-bytes":
 		return fmt.Sprint(d.MaxUploadBytes)
 	case "max-decompression-ratio":

@@ -22,6 +22,7 @@ import (
 	"github.com/attestd/attestd/api"
 	"github.com/attestd/attestd/keys"
 	"github.com/attestd/attestd/service"
+	"github.com/attestd/attestd/service/policy"
 	"github.com/attestd/attestd/storage/archive"
 	"github.com/attestd/attestd/storage/index"
 	"github.com/attestd/attestd/storage/oci"
@@ -126,15 +127,26 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		return err
 	}
 
+	policies, err := a.loadPolicies(ctx)
+	if err != nil {
+		return err
+	}
+	verification := service.NewVerification(regs, regs, keySet)
+	attestations := service.NewAttestations(regs, regs, regs, keySet, cfg.BuilderID, a.log)
+	gate := service.NewGate(regs, verification, attestations, keySet, policies, a.db, cfg.GateTimeout, cfg.VerdictTTL, a.log)
+
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	e := api.New(api.Config{
-		Log:     a.log,
-		Tokens:  tokens,
-		Signing: service.NewSigning(regs, regs, regs, keySet, a.log),
-		Verify:  service.NewVerification(regs, regs, keySet),
-		Attest:  service.NewAttestations(regs, regs, regs, keySet, cfg.BuilderID, a.log),
+		Log:       a.log,
+		Tokens:    tokens,
+		Signing:   service.NewSigning(regs, regs, regs, keySet, a.log),
+		Verify:    verification,
+		Attest:    attestations,
+		Gate:      gate,
+		Admission: service.NewAdmission(gate, cfg.AdmissionDeadline),
+		Policies:  service.NewPolicies(policies, a.db),
 		Artifacts: service.NewArtifacts(regs, regs, tmpDir, archive.Limits{
 			MaxBytes: cfg.MaxUploadBytes, MaxRatio: cfg.MaxDecompressionRatio, MaxEntries: 100_000,
 		}, a.log),
@@ -218,6 +230,39 @@ func (a *App) cachedKMSKey(ctx context.Context, kc KeyConfig, p keys.CallPolicy)
 		}
 	}
 	return nil, fmt.Errorf("no cached public key for %s", kc.Name)
+}
+
+// loadPolicies reads the policy files, then the policies stored through the
+// API (which replace a file's policy of the same name). A bad policy stops
+// startup with the reason.
+func (a *App) loadPolicies(ctx context.Context) (*policy.Set, error) {
+	set, err := policy.NewSet()
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range a.cfg.PolicyFiles {
+		b, err := os.ReadFile(f) //nolint:gosec // the operator names policy files
+		if err != nil {
+			return nil, fmt.Errorf("policy file: %w", err)
+		}
+		p, err := policy.Parse(b)
+		if err != nil {
+			return nil, fmt.Errorf("policy file %s: %w", f, err)
+		}
+		set.Put(p)
+	}
+	stored, err := a.db.Policies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for n, b := range stored {
+		p, err := policy.Parse(b)
+		if err != nil {
+			return nil, fmt.Errorf("stored policy %s: %w", n, err)
+		}
+		set.Put(p)
+	}
+	return set, nil
 }
 
 // hosts lists the registries attestd may use: the embedded one (under its

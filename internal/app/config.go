@@ -51,6 +51,16 @@ type Config struct {
 	MaxDecompressionRatio int64 `yaml:"max_decompression_ratio"`
 	// BuilderID is the SLSA builder id of the provenance attestd writes.
 	BuilderID string `yaml:"builder_id"`
+	// PolicyFiles are gate policy documents loaded at start.
+	PolicyFiles []string `yaml:"policy_files"`
+	// GateTimeout bounds one gate decision; past it the decision is deny.
+	GateTimeout time.Duration `yaml:"gate_timeout"`
+	// AdmissionDeadline bounds one admission review; keep it under the
+	// webhook's timeoutSeconds so that slowness is a deny, not a timeout.
+	AdmissionDeadline time.Duration `yaml:"admission_deadline"`
+	// VerdictTTL is how long a verdict is reused for the same digest,
+	// policy revision and key-set revision.
+	VerdictTTL time.Duration `yaml:"verdict_ttl"`
 }
 
 // KeyConfig is one signing key.
@@ -102,6 +112,9 @@ func Defaults() Config {
 		MaxUploadBytes:        4 << 30,
 		MaxDecompressionRatio: 50,
 		BuilderID:             "https://attestd.dev/builder/v1",
+		GateTimeout:           5 * time.Second,
+		AdmissionDeadline:     8 * time.Second,
+		VerdictTTL:            time.Minute,
 	}
 }
 
@@ -128,6 +141,10 @@ var Settings = []Setting{
 	{"kms-timeout", "ATTESTD_KMS_TIMEOUT", "kms_timeout", "deadline of one KMS call; each call is tried 3 times with backoff"},
 	{"max-predicate-bytes", "ATTESTD_MAX_PREDICATE_BYTES", "max_predicate_bytes", "cap on an attestation's predicate (413 above it; default 32 MiB)"},
 	{"builder-id", "ATTESTD_BUILDER_ID", "builder_id", "SLSA builder id written into the provenance attestd generates"},
+	{"policy-files", "ATTESTD_POLICY_FILES", "policy_files", "gate policy files, comma-separated, loaded at start"},
+	{"gate-timeout", "ATTESTD_GATE_TIMEOUT", "gate_timeout", "bound on one gate decision; past it: deny"},
+	{"admission-deadline", "ATTESTD_ADMISSION_DEADLINE", "admission_deadline", "bound on one admission review, under the webhook timeout"},
+	{"verdict-ttl", "ATTESTD_VERDICT_TTL", "verdict_ttl", "how long a verdict is reused (same digest, policy and key-set revisions)"},
 	{"max-upload-bytes", "ATTESTD_MAX_UPLOAD_BYTES", "max_upload_bytes", "cap on an artifact upload, as sent and decompressed (413 above it; default 4 GiB)"},
 	{"max-decompression-ratio", "ATTESTD_MAX_DECOMPRESSION_RATIO", "max_decompression_ratio", "cap on how far a gzipped upload may expand (default 50:1)"},
 	{"", "ATTESTD_KEY_PASSWORD", "", "password of the local key; default: a generated 0600 file in the data dir"},
@@ -192,6 +209,18 @@ func (c *Config) Set(flag, v string) error {
 		c.MaxPredicateBytes, err = strconv.ParseInt(v, 10, 64)
 	case "builder-id":
 		c.BuilderID = v
+	case "policy-files":
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				c.PolicyFiles = append(c.PolicyFiles, f)
+			}
+		}
+	case "gate-timeout":
+		c.GateTimeout, err = time.ParseDuration(v)
+	case "admission-deadline":
+		c.AdmissionDeadline, err = time.ParseDuration(v)
+	case "verdict-ttl":
+		c.VerdictTTL, err = time.ParseDuration(v)
 	case "max-upload-bytes":
 		c.MaxUploadBytes, err = strconv.ParseInt(v, 10, 64)
 	case "max-decompression-ratio":
@@ -271,6 +300,9 @@ func (c *Config) Validate() error {
 	}
 	if u, err := url.Parse(c.BuilderID); err != nil || !u.IsAbs() {
 		errs = append(errs, fmt.Errorf("builder_id %q: want an absolute URI", c.BuilderID))
+	}
+	if c.GateTimeout <= 0 || c.AdmissionDeadline <= 0 || c.VerdictTTL < 0 {
+		errs = append(errs, errors.New("gate_timeout and admission_deadline must be positive"))
 	}
 	if c.KMSTimeout <= 0 {
 		errs = append(errs, errors.New("kms_timeout must be positive"))

@@ -71,6 +71,26 @@ var migrations = []string{
 		name  TEXT PRIMARY KEY,
 		value INTEGER NOT NULL
 	)`,
+	`CREATE TABLE decisions (
+		id         TEXT PRIMARY KEY,
+		at         TIMESTAMP NOT NULL,
+		image      TEXT NOT NULL,
+		digest     TEXT NOT NULL,
+		policy     TEXT NOT NULL,
+		revision   TEXT NOT NULL,
+		mode       TEXT NOT NULL,
+		allowed    INTEGER NOT NULL,
+		would_deny INTEGER NOT NULL,
+		breakglass TEXT NOT NULL DEFAULT '',
+		caller     TEXT NOT NULL,
+		detail     TEXT NOT NULL
+	)`,
+	`CREATE INDEX decisions_digest ON decisions (digest, at)`,
+	`CREATE TABLE policies (
+		name       TEXT PRIMARY KEY,
+		document   BLOB NOT NULL,
+		updated_at TIMESTAMP NOT NULL
+	)`,
 }
 
 func (d *DB) migrate(ctx context.Context) error {
@@ -289,4 +309,83 @@ func utcPtr(t *time.Time) any {
 		return nil
 	}
 	return t.UTC()
+}
+
+// Decision is one recorded gate decision.
+type Decision struct {
+	ID, Image, Digest, Policy, Revision, Mode, Breakglass, Caller string
+	At                                                            time.Time
+	Allowed, WouldDeny                                            bool
+	// Detail is the decision as JSON, with every requirement and reason.
+	Detail string
+}
+
+// InsertDecision records d.
+func (d *DB) InsertDecision(ctx context.Context, x Decision) error {
+	_, err := d.db.ExecContext(ctx, `INSERT INTO decisions (id, at, image, digest, policy, revision, mode, allowed, would_deny, breakglass, caller, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		x.ID, x.At.UTC(), x.Image, x.Digest, x.Policy, x.Revision, x.Mode, x.Allowed, x.WouldDeny, x.Breakglass, x.Caller, x.Detail)
+	if err != nil {
+		return fmt.Errorf("record decision: %w", err)
+	}
+	return nil
+}
+
+// DecisionByID returns a recorded decision.
+func (d *DB) DecisionByID(ctx context.Context, id string) (Decision, error) {
+	var x Decision
+	err := d.db.QueryRowContext(ctx, `SELECT id, at, image, digest, policy, revision, mode, allowed, would_deny, breakglass, caller, detail FROM decisions WHERE id = ?`, id).
+		Scan(&x.ID, &x.At, &x.Image, &x.Digest, &x.Policy, &x.Revision, &x.Mode, &x.Allowed, &x.WouldDeny, &x.Breakglass, &x.Caller, &x.Detail)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Decision{}, ErrNotFound
+	}
+	return x, err
+}
+
+// PutPolicy stores a policy document under name and bumps the policy revision.
+func (d *DB) PutPolicy(ctx context.Context, name string, doc []byte) error {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO policies (name, document, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT(name) DO UPDATE SET document=excluded.document, updated_at=excluded.updated_at`, name, doc, time.Now().UTC()); err != nil {
+		return fmt.Errorf("store policy: %w", err)
+	}
+	if _, err := bump(ctx, tx, "policies"); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// DeletePolicy removes a stored policy.
+func (d *DB) DeletePolicy(ctx context.Context, name string) error {
+	res, err := d.db.ExecContext(ctx, `DELETE FROM policies WHERE name = ?`, name)
+	if err != nil {
+		return fmt.Errorf("delete policy: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Policies returns every stored policy document by name.
+func (d *DB) Policies(ctx context.Context) (map[string][]byte, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT name, document FROM policies`)
+	if err != nil {
+		return nil, fmt.Errorf("list policies: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var n string
+		var b []byte
+		if err := rows.Scan(&n, &b); err != nil {
+			return nil, err
+		}
+		out[n] = b
+	}
+	return out, rows.Err()
 }

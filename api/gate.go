@@ -1,0 +1,102 @@
+package api
+
+import (
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/attestd/attestd/api/wire"
+	"github.com/attestd/attestd/service"
+	"github.com/attestd/attestd/service/policy"
+)
+
+func verify(g *service.Gate) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req wire.VerifyRequest
+		if err := decode(c, &req); err != nil {
+			return err
+		}
+		sr := service.VerifyRequest{Image: req.Image, Policy: req.Policy, Namespace: req.Namespace}
+		if req.Policy == "" && req.Namespace == "" {
+			return echo.NewHTTPError(http.StatusBadRequest, "give a policy or a namespace")
+		}
+		if b := req.Breakglass; b != nil {
+			d, err := time.ParseDuration(b.Duration)
+			if err != nil {
+				return echo.NewHTTPError(http.StatusBadRequest, "breakglass.duration: want a duration such as 2h")
+			}
+			sr.Breakglass = &service.BreakglassRequest{Justification: b.Justification, Duration: d}
+		}
+		d, err := g.Verify(c.Request().Context(), principal(c), sr)
+		if err != nil {
+			return err
+		}
+		out := wire.Decision{ID: d.ID, Decision: "deny", Allow: d.Allow, Image: d.Image, Digest: d.Digest, Policy: d.Policy, Revision: d.Revision,
+			KeySetRevision: d.KeySetRevision, Mode: d.Mode, Warnings: d.Warnings, Reason: d.Reason, Breakglass: d.Breakglass, Cached: d.Cached,
+			Requirements: []wire.Requirement{}}
+		if d.Allow {
+			out.Decision = "allow"
+		}
+		for _, r := range d.Requirements {
+			out.Requirements = append(out.Requirements, wire.Requirement(r))
+		}
+		return c.JSON(http.StatusOK, out)
+	}
+}
+
+func admission(a *service.Admission, mutate bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		body, err := io.ReadAll(c.Request().Body)
+		if err != nil {
+			return err
+		}
+		out, err := a.Review(c.Request().Context(), principal(c), body, mutate)
+		if err != nil {
+			return err
+		}
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, out)
+	}
+}
+
+func wirePolicy(p *policy.Policy) wire.PolicyInfo {
+	return wire.PolicyInfo{Name: p.Name, Revision: p.Revision(), Mode: string(p.Mode), Document: string(p.Source())}
+}
+
+func listPolicies(s *service.Policies) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ps, err := s.List(principal(c))
+		if err != nil {
+			return err
+		}
+		out := wire.PoliciesResponse{Policies: []wire.PolicyInfo{}}
+		for _, p := range ps {
+			out.Policies = append(out.Policies, wirePolicy(p))
+		}
+		return c.JSON(http.StatusOK, out)
+	}
+}
+
+func putPolicy(s *service.Policies) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		body, err := io.ReadAll(c.Request().Body)
+		if err != nil {
+			return err
+		}
+		p, err := s.Put(c.Request().Context(), principal(c), body)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, wirePolicy(p))
+	}
+}
+
+func deletePolicy(s *service.Policies) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := s.Delete(c.Request().Context(), principal(c), c.Param("name")); err != nil {
+			return err
+		}
+		return c.NoContent(http.StatusNoContent)
+	}
+}
