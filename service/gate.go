@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/attestd/attestd/keys"
@@ -35,7 +36,7 @@ type gateKeys interface {
 // policy. It fails closed: an error, a timeout, a panic, or nothing that
 // matched is a deny, with the reason. Verdicts are cached by digest, policy
 // revision and key-set revision, never by tag; identical concurrent
-// requests are verified once; failures are not cached.
+// requests are verified once; denies and failures are not cached.
 type Gate struct {
 	resolve  resolver
 	sigs     *Verification
@@ -154,8 +155,12 @@ func (g *Gate) decide(ctx context.Context, req VerifyRequest, d Decision) Decisi
 		}
 	}
 	d.Policy, d.Revision, d.Mode = pol.Name, pol.Revision(), string(pol.Mode)
-	subj, err := g.resolve.Resolve(ctx, ref)
-	if err != nil {
+	var subj oci.Resolved
+	if dg, ok := ref.(name.Digest); ok && g.cachedAllow(dg, pol) {
+		// A digest is its own content address, and its evidence was
+		// verified within the TTL: no registry round trip.
+		subj.Digest = dg
+	} else if subj, err = g.resolve.Resolve(ctx, ref); err != nil {
 		return deny(err.Error())
 	}
 	d.Image, d.Digest = subj.Digest.String(), subj.Digest.DigestStr()
@@ -199,8 +204,21 @@ func (g *Gate) decide(ctx context.Context, req VerifyRequest, d Decision) Decisi
 // when the same digest, policy revision and key-set revision were checked
 // lately. Identical concurrent checks run once. A failure to read evidence
 // is an error and is not cached.
+func (g *Gate) cacheKey(d name.Digest, pol *policy.Policy) string {
+	return fmt.Sprintf("%s|%s|%s|%d", d.DigestStr(), pol.Name, pol.Revision(), g.keys.Revision())
+}
+
+// cachedAllow reports whether an unexpired allow is cached for d and pol.
+func (g *Gate) cachedAllow(d name.Digest, pol *policy.Policy) bool {
+	key := g.cacheKey(d, pol)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, ok := g.cache[key]
+	return ok && g.now().Before(c.expires)
+}
+
 func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Resolved) ([]Requirement, bool, error) {
-	key := fmt.Sprintf("%s|%s|%s|%d", subj.Digest.DigestStr(), pol.Name, pol.Revision(), g.keys.Revision())
+	key := g.cacheKey(subj.Digest, pol)
 	g.mu.Lock()
 	c, ok := g.cache[key]
 	g.mu.Unlock()
@@ -211,6 +229,13 @@ func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Re
 		reqs, err := g.check(ctx, pol, subj.Digest)
 		if err != nil {
 			return nil, err
+		}
+		for _, r := range reqs {
+			if !r.Pass {
+				// A deny is not cached: the evidence it lacked may be
+				// added any moment (CI signs after a first try).
+				return reqs, nil
+			}
 		}
 		g.mu.Lock()
 		if len(g.cache) > 100_000 {
@@ -226,12 +251,35 @@ func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Re
 	return v.([]Requirement), false, nil
 }
 
+// check runs the policy's requirements on d, concurrently; any failure to
+// read evidence fails the whole check.
 func (g *Gate) check(ctx context.Context, pol *policy.Policy, d name.Digest) ([]Requirement, error) {
-	var reqs []Requirement
-	if s := pol.Signatures; s != nil {
+	n := len(pol.Attestations)
+	if pol.Signatures != nil {
+		n++
+	}
+	reqs := make([]Requirement, n)
+	eg, ctx := errgroup.WithContext(oci.WithReadMemo(ctx))
+	i := 0
+	if pol.Signatures != nil {
+		eg.Go(func() (err error) { reqs[0], err = g.checkSignatures(ctx, pol.Signatures, d); return err })
+		i++
+	}
+	for j := range pol.Attestations {
+		at := i + j
+		eg.Go(func() (err error) { reqs[at], err = g.checkAttestation(ctx, pol, j, d); return err })
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	return reqs, nil
+}
+
+func (g *Gate) checkSignatures(ctx context.Context, s *policy.Signatures, d name.Digest) (Requirement, error) {
+	{
 		rep, err := g.sigs.report(ctx, d)
 		if err != nil {
-			return nil, fmt.Errorf("read signatures: %w", err)
+			return Requirement{}, fmt.Errorf("read signatures: %w", err)
 		}
 		want := map[string]bool{}
 		for _, k := range s.Keys {
@@ -261,13 +309,17 @@ func (g *Gate) check(ctx context.Context, pol *policy.Policy, d name.Digest) ([]
 				r.Reason += " (" + strings.Join(uniq(reasons), "; ") + ")"
 			}
 		}
-		reqs = append(reqs, r)
+		return r, nil
 	}
-	for i, a := range pol.Attestations {
+}
+
+func (g *Gate) checkAttestation(ctx context.Context, pol *policy.Policy, i int, d name.Digest) (Requirement, error) {
+	a := pol.Attestations[i]
+	{
 		r := Requirement{Name: "attestation " + a.PredicateType}
 		list, err := g.atts.list(ctx, d, a.PredicateType)
 		if err != nil {
-			return nil, fmt.Errorf("read attestations: %w", err)
+			return Requirement{}, fmt.Errorf("read attestations: %w", err)
 		}
 		valid := 0
 		var reasons []string
@@ -311,9 +363,8 @@ func (g *Gate) check(ctx context.Context, pol *policy.Policy, d name.Digest) ([]
 		default:
 			r.Reason = strings.Join(uniq(reasons), "; ")
 		}
-		reqs = append(reqs, r)
+		return r, nil
 	}
-	return reqs, nil
 }
 
 func uniq(xs []string) []string {

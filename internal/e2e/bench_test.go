@@ -7,12 +7,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/attestd/attestd/api/client"
+	"github.com/attestd/attestd/api/wire"
+	"github.com/attestd/attestd/attest"
+	"github.com/attestd/attestd/internal/app"
 	"github.com/attestd/attestd/internal/testenv"
 )
 
@@ -74,4 +80,125 @@ func BenchmarkSignVsCosignCLI(b *testing.B) {
 	b.ReportMetric(float64(attestd.Milliseconds())/n, "attestd-ms/sign")
 	b.ReportMetric(float64(cli.Milliseconds())/n, "cosign-cli-ms/sign")
 	b.ReportMetric(float64(attestd)/float64(cli), "attestd/cosign-ratio")
+}
+
+// benchGate is a server with a policy requiring a signature, SLSA
+// provenance and an SPDX SBOM, and a verifier client.
+func benchGate(b *testing.B) (*testenv.Server, *client.Client, func() name.Digest) {
+	ctx := context.Background()
+	s := testenv.Start(b, func(c *app.Config) { c.BuilderID = builderID })
+	pol := fmt.Sprintf(`name: bench
+match: {images: ["%s/bench/**"]}
+signatures: {keys: [default]}
+attestations:
+  - predicateType: https://slsa.dev/provenance/v1
+    condition: predicate.runDetails.builder.id == "%s"
+  - predicateType: https://spdx.dev/Document
+    condition: '!predicate.packages.exists(p, has(p.licenseConcluded) && p.licenseConcluded == "GPL-3.0")'
+`, s.RegistryHost, builderID)
+	if _, err := s.Admin.PutPolicy(ctx, []byte(pol)); err != nil {
+		b.Fatal(err)
+	}
+	signer := s.Token(b, "signer")
+	sc := s.Client(b, signer)
+	auth := &authn.Basic{Username: "ci", Password: signer}
+	spdx, err := os.ReadFile(filepath.Join("..", "..", "attest", "testdata", "spdx.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	fresh := func() name.Digest {
+		n++
+		_, d, _ := testenv.PushRandom(b, s.RegistryHost, fmt.Sprintf("bench/app%d", n), auth)
+		if _, err := sc.Sign(ctx, d.String()); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sc.Provenance(ctx, wire.ProvenanceRequest{Subjects: []wire.Subject{{Image: d.String()}}, Source: wire.Source{Repository: "https://git.example/app", Commit: "abc"}}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sc.Attest(ctx, wire.AttestRequest{Subject: wire.Subject{Image: d.String()}, PredicateType: attest.PredicateSPDX, Predicate: spdx}); err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	return s, s.Client(b, s.Token(b, "verifier")), fresh
+}
+
+// BenchmarkGateColdVsCosignCLI times a cold decision (a fresh digest with a
+// signature and two attestations) against, as the baseline measured in the
+// same run, `cosign verify` plus two `cosign verify-attestation` on the same
+// image. The goal is a cold verify 20 times faster than the CLIs.
+func BenchmarkGateColdVsCosignCLI(b *testing.B) {
+	cosign3 := os.Getenv("ATTESTD_COSIGN3")
+	if cosign3 == "" {
+		b.Skip("ATTESTD_COSIGN3 is not set (make bench sets it)")
+	}
+	ctx := context.Background()
+	s, vc, fresh := benchGate(b)
+	pub := s.PublicKeyPEM(b)
+	env := append(os.Environ(), "TUF_ROOT="+b.TempDir())
+	var gate, cli time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		d := fresh()
+		b.StartTimer()
+		t0 := time.Now()
+		dec, err := vc.Verify(ctx, wire.VerifyRequest{Image: d.String(), Policy: "bench"})
+		if err != nil || !dec.Allow || dec.Cached {
+			b.Fatalf("cold verify: %+v %v", dec, err)
+		}
+		gate += time.Since(t0)
+		t1 := time.Now()
+		for _, args := range [][]string{
+			{"verify", "--key", pub, "--insecure-ignore-tlog=true", "--allow-http-registry=true", d.String()},
+			{"verify-attestation", "--key", pub, "--insecure-ignore-tlog=true", "--allow-http-registry=true", "--type", "slsaprovenance1", d.String()},
+			{"verify-attestation", "--key", pub, "--insecure-ignore-tlog=true", "--allow-http-registry=true", "--type", "spdxjson", d.String()},
+		} {
+			cmd := exec.Command(cosign3, args...)
+			cmd.Env = env
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("cosign %s: %v\n%s", args[0], err, out)
+			}
+		}
+		cli += time.Since(t1)
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(float64(gate.Microseconds())/n/1000, "gate-cold-ms")
+	b.ReportMetric(float64(cli.Microseconds())/n/1000, "cosign-cli-ms")
+	b.ReportMetric(float64(cli)/float64(gate), "cli/gate-speedup")
+}
+
+// BenchmarkGateWarmP99 sends decisions for an already-judged digest at a
+// steady 1000 requests a second over loopback and reports the p99 latency.
+// The goal is a warm p99 of 2 ms or less.
+func BenchmarkGateWarmP99(b *testing.B) {
+	ctx := context.Background()
+	_, vc, fresh := benchGate(b)
+	d := fresh()
+	req := wire.VerifyRequest{Image: d.String(), Policy: "bench"}
+	if dec, err := vc.Verify(ctx, req); err != nil || !dec.Allow {
+		b.Fatalf("warm-up: %+v %v", dec, err)
+	}
+	const perRound = 1000
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tick := time.NewTicker(time.Second / perRound)
+		for j := 0; j < perRound; j++ {
+			<-tick.C
+			t0 := time.Now()
+			dec, err := vc.Verify(ctx, req)
+			if err != nil || !dec.Allow || !dec.Cached {
+				b.Fatalf("warm verify: %+v %v", dec, err)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		tick.Stop()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)*50/100].Microseconds())/1000, "warm-p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "warm-p99-ms")
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	cstatic "github.com/sigstore/cosign/v2/pkg/oci/static"
@@ -70,7 +70,7 @@ func (r *Registries) LegacyAttestations(ctx context.Context, subject name.Digest
 		return nil, err
 	}
 	tag := subject.Context().Tag(strings.Replace(subject.DigestStr(), ":", "-", 1) + ".att")
-	desc, err := remote.Head(tag, opts...)
+	desc, err := r.headTag(ctx, tag, opts)
 	if err != nil {
 		if errors.Is(classify(err), ErrNotFound) {
 			return nil, nil
@@ -81,16 +81,13 @@ func (r *Registries) LegacyAttestations(ctx context.Context, subject name.Digest
 		return nil, fmt.Errorf("read %s: %w", tag, ErrTooLarge)
 	}
 	ref := subject.Context().Digest(desc.Digest.String())
-	if _, err := r.getManifest(ctx, ref, opts); err != nil {
+	_, raw, err := r.getManifest(ctx, ref, opts)
+	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", tag, err)
 	}
-	img, err := remote.Image(ref, opts...)
+	m, err := v1.ParseManifest(bytesReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", tag, classify(err))
-	}
-	m, err := img.Manifest()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", tag, classify(err))
+		return nil, fmt.Errorf("read %s: %w", tag, err)
 	}
 	if len(m.Layers) > max {
 		return nil, fmt.Errorf("%s holds %d attestations, more than %d: %w", tag, len(m.Layers), max, ErrTooLarge)

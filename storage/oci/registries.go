@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -51,6 +52,8 @@ type Host struct {
 
 // Registries is the set of registries attestd may talk to.
 type Registries struct {
+	mu          sync.Mutex
+	clients     map[string]hostClients // per host: reused connections and auth
 	hosts       map[string]Host
 	keychain    authn.Keychain
 	transport   http.RoundTripper
@@ -73,6 +76,7 @@ type Options struct {
 // NewRegistries returns the registry set for hosts.
 func NewRegistries(hosts []Host, o Options) (*Registries, error) {
 	r := &Registries{
+		clients:     map[string]hostClients{},
 		hosts:       make(map[string]Host, len(hosts)),
 		keychain:    o.Keychain,
 		transport:   o.Transport,
@@ -160,17 +164,46 @@ func (r *Registries) remoteOptions(ctx context.Context, repo name.Repository) ([
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrHostNotAllowed, repo.RegistryStr())
 	}
-	opts := []remote.Option{
-		remote.WithContext(ctx),
+	base := []remote.Option{
 		remote.WithTransport(r.transport),
 		remote.WithUserAgent(r.userAgent),
 	}
 	if h.Auth != nil {
-		opts = append(opts, remote.WithAuth(h.Auth))
+		base = append(base, remote.WithAuth(h.Auth))
 	} else {
-		opts = append(opts, remote.WithAuthFromKeychain(r.keychain))
+		base = append(base, remote.WithAuthFromKeychain(r.keychain))
 	}
-	return opts, nil
+	c, err := r.clientsFor(h.Name, base)
+	if err != nil {
+		return nil, err
+	}
+	return append(base, remote.WithContext(ctx), remote.Reuse(c.puller), remote.Reuse(c.pusher)), nil
+}
+
+// hostClients keep a host's pinged, authenticated transports between calls,
+// so that a request does not ping and authenticate again.
+type hostClients struct {
+	puller *remote.Puller
+	pusher *remote.Pusher
+}
+
+func (r *Registries) clientsFor(host string, base []remote.Option) (hostClients, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.clients[host]; ok {
+		return c, nil
+	}
+	pl, err := remote.NewPuller(base...)
+	if err != nil {
+		return hostClients{}, err
+	}
+	ps, err := remote.NewPusher(base...)
+	if err != nil {
+		return hostClients{}, err
+	}
+	c := hostClients{puller: pl, pusher: ps}
+	r.clients[host] = c
+	return c, nil
 }
 
 // classify maps a registry client error to this package's sentinels.

@@ -46,7 +46,7 @@ func (r *Registries) Resolve(ctx context.Context, ref name.Reference) (Resolved,
 		}
 		want = ref.Context().Digest(desc.Digest.String())
 	}
-	desc, err := r.getManifest(ctx, want, opts)
+	desc, _, err := r.getManifest(ctx, want, opts)
 	if err != nil {
 		return Resolved{}, fmt.Errorf("resolve %s: %w", ref, err)
 	}
@@ -66,21 +66,34 @@ func (r *Registries) getTag(ref name.Reference, opts []remote.Option) (*v1.Descr
 	return &d, nil
 }
 
-// getManifest fetches the manifest at d, checking size and digest.
-func (r *Registries) getManifest(_ context.Context, d name.Digest, opts []remote.Option) (v1.Descriptor, error) {
-	got, err := remote.Get(d, opts...)
-	if err != nil {
-		return v1.Descriptor{}, classify(err)
+// getManifest fetches the manifest at d, checking size and digest, and
+// returns its descriptor and bytes.
+func (r *Registries) getManifest(ctx context.Context, d name.Digest, opts []remote.Option) (v1.Descriptor, []byte, error) {
+	type result struct {
+		desc v1.Descriptor
+		raw  []byte
 	}
-	if int64(len(got.Manifest)) > r.maxManifest {
-		return v1.Descriptor{}, fmt.Errorf("manifest is %d bytes: %w", len(got.Manifest), ErrTooLarge)
-	}
-	h, _, err := v1.SHA256(bytesReader(got.Manifest))
-	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	if h.String() != d.DigestStr() {
-		return v1.Descriptor{}, fmt.Errorf("%w: asked %s, got %s", ErrDigestMismatch, d.DigestStr(), h)
-	}
-	return v1.Descriptor{MediaType: got.MediaType, Digest: h, Size: int64(len(got.Manifest))}, nil
+	res, err := memoize(ctx, "manifest|"+d.String(), func() (result, error) {
+		got, err := remote.Get(d, opts...)
+		if err != nil {
+			return result{}, classify(err)
+		}
+		if int64(len(got.Manifest)) > r.maxManifest {
+			return result{}, fmt.Errorf("manifest is %d bytes: %w", len(got.Manifest), ErrTooLarge)
+		}
+		h, _, err := v1.SHA256(bytesReader(got.Manifest))
+		if err != nil {
+			return result{}, err
+		}
+		if h.String() != d.DigestStr() {
+			return result{}, fmt.Errorf("%w: asked %s, got %s", ErrDigestMismatch, d.DigestStr(), h)
+		}
+		return result{v1.Descriptor{MediaType: got.MediaType, Digest: h, Size: int64(len(got.Manifest))}, got.Manifest}, nil
+	})
+	return res.desc, res.raw, err
+}
+
+// headTag is remote.Head of a tag, memoized within a decision.
+func (r *Registries) headTag(ctx context.Context, tag name.Tag, opts []remote.Option) (*v1.Descriptor, error) {
+	return memoize(ctx, "head|"+tag.String(), func() (*v1.Descriptor, error) { return remote.Head(tag, opts...) })
 }

@@ -172,13 +172,19 @@ func (r *Registries) Referrers(ctx context.Context, subject name.Digest, artifac
 	if err != nil {
 		return nil, err
 	}
-	idx, err := remote.Referrers(subject, opts...)
+	im, err := memoize(ctx, "referrers|"+subject.String(), func() (*v1.IndexManifest, error) {
+		idx, err := remote.Referrers(subject, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("list referrers of %s: %w", subject, classify(err))
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return nil, fmt.Errorf("list referrers of %s: %w", subject, err)
+		}
+		return im, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("list referrers of %s: %w", subject, classify(err))
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, fmt.Errorf("list referrers of %s: %w", subject, err)
+		return nil, err
 	}
 	// Some registries report the config media type as the artifact type
 	// (the OCI empty config here); callers confirm by reading the manifest.
@@ -197,16 +203,13 @@ const maxBundleBytes = 64 << 20
 // fetchSingleLayer reads the manifest at d and its one layer of mediaType,
 // checking sizes and digests.
 func (r *Registries) fetchSingleLayer(ctx context.Context, d name.Digest, mediaType string, opts []remote.Option) ([]byte, error) {
-	if _, err := r.getManifest(ctx, d, opts); err != nil {
+	_, raw, err := r.getManifest(ctx, d, opts)
+	if err != nil {
 		return nil, err
 	}
-	img, err := remote.Image(d, opts...)
+	m, err := v1.ParseManifest(bytesReader(raw))
 	if err != nil {
-		return nil, classify(err)
-	}
-	m, err := img.Manifest()
-	if err != nil {
-		return nil, classify(err)
+		return nil, fmt.Errorf("referrer %s: %w", d, err)
 	}
 	if len(m.Layers) != 1 || string(m.Layers[0].MediaType) != mediaType {
 		return nil, fmt.Errorf("referrer %s: want one %s layer", d, mediaType)
@@ -219,7 +222,11 @@ func (r *Registries) fetchSingleLayer(ctx context.Context, d name.Digest, mediaT
 
 // readBlob reads the blob with the given digest and size from repo,
 // checking both.
-func (r *Registries) readBlob(_ context.Context, repo name.Repository, digest string, size int64, opts []remote.Option) ([]byte, error) {
+func (r *Registries) readBlob(ctx context.Context, repo name.Repository, digest string, size int64, opts []remote.Option) ([]byte, error) {
+	return memoize(ctx, fmt.Sprintf("blob|%s@%s|%d", repo, digest, size), func() ([]byte, error) { return r.fetchBlob(repo, digest, size, opts) })
+}
+
+func (r *Registries) fetchBlob(repo name.Repository, digest string, size int64, opts []remote.Option) ([]byte, error) {
 	l, err := remote.Layer(repo.Digest(digest), opts...)
 	if err != nil {
 		return nil, classify(err)
@@ -292,7 +299,7 @@ func (r *Registries) LegacySignatures(ctx context.Context, subject name.Digest, 
 		return "", nil, err
 	}
 	tag := subject.Context().Tag(strings.Replace(subject.DigestStr(), ":", "-", 1) + ".sig")
-	desc, err := remote.Head(tag, opts...)
+	desc, err := r.headTag(ctx, tag, opts)
 	if err != nil {
 		if errors.Is(classify(err), ErrNotFound) {
 			return "", nil, nil
@@ -303,7 +310,7 @@ func (r *Registries) LegacySignatures(ctx context.Context, subject name.Digest, 
 		return "", nil, fmt.Errorf("read %s: %w", tag, ErrTooLarge)
 	}
 	ref := subject.Context().Digest(desc.Digest.String())
-	if _, err := r.getManifest(ctx, ref, opts); err != nil {
+	if _, _, err := r.getManifest(ctx, ref, opts); err != nil {
 		return "", nil, fmt.Errorf("read %s: %w", tag, err)
 	}
 	sigs, err := ociremote.Signatures(ref, ociremote.WithRemoteOptions(opts...))

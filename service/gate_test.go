@@ -1,0 +1,63 @@
+package service
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/attestd/attestd/keys"
+	"github.com/attestd/attestd/service/policy"
+	"github.com/attestd/attestd/storage/index"
+	"github.com/attestd/attestd/storage/oci"
+)
+
+// panicking is a registry client that panics, as a bug deep in a library
+// might: a fault no real registry can be made to cause.
+type panicking struct{}
+
+func (panicking) Parse(s string) (name.Reference, error) { return name.ParseReference(s) }
+func (panicking) Resolve(context.Context, name.Reference) (oci.Resolved, error) {
+	panic("boom")
+}
+
+func TestGatePanicIsADeny(t *testing.T) {
+	ctx := context.Background()
+	db, err := index.OpenSQLite(ctx, filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sv, _, err := signature.NewDefaultECDSASignerVerifier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := keys.New("default", sv)
+	set, err := keys.NewSet("default", k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Parse([]byte("name: p\nmatch: {images: [\"registry.example/**\"]}\nsignatures: {keys: [default]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, _ := policy.NewSet(p)
+	log := slog.New(slog.DiscardHandler)
+	g := NewGate(panicking{}, nil, nil, set, ps, db, time.Second, time.Minute, log)
+	d, err := g.Verify(ctx, Principal{Name: "t", Roles: []string{RoleVerifier}}, VerifyRequest{Image: "registry.example/app:v1", Policy: "p"})
+	if err != nil {
+		t.Fatalf("a panic became an error, not a decision: %v", err)
+	}
+	if d.Allow || !strings.Contains(d.Reason, "internal error") || d.ID == "" {
+		t.Errorf("a panic while deciding: %+v, want a deny", d)
+	}
+	rec, err := db.DecisionByID(ctx, d.ID)
+	if err != nil || rec.Allowed {
+		t.Errorf("the deny was not recorded: %+v %v", rec, err)
+	}
+}
