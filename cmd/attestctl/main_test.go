@@ -131,3 +131,37 @@ func TestAttestctlArtifactsAndAttestations(t *testing.T) {
 		t.Error("attest with a predicate that is not JSON succeeded")
 	}
 }
+
+func TestAttestctlVerifyAndPolicy(t *testing.T) {
+	s := testenv.Start(t, nil)
+	srv := "--server=" + s.URL
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "p.yaml")
+	_ = os.WriteFile(pol, []byte("name: ctl\nmatch: {images: [\""+s.RegistryHost+"/ctl/**\"]}\nsignatures: {keys: [default]}\n"), 0o600)
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(bad, []byte("name: ctl\nmatch: {images: [x]}\nsignatures: {keys: [default], threshold: 3}\n"), 0o600)
+
+	if out, err := run(t, "", "policy", "lint", pol); err != nil || !strings.Contains(out, "is valid") {
+		t.Errorf("lint a good policy: %v\n%s", err, out)
+	}
+	if _, err := run(t, "", "policy", "lint", bad); err == nil || !strings.Contains(err.Error(), "threshold") {
+		t.Errorf("lint a bad policy: %v", err)
+	}
+	if out, err := run(t, s.AdminToken, srv, "policy", "load", pol); err != nil || !strings.Contains(out, "Loaded policy ctl") {
+		t.Fatalf("load: %v\n%s", err, out)
+	}
+	signer := s.Token(t, "signer")
+	_, signed, _ := testenv.PushRandom(t, s.RegistryHost, "ctl/signed", &authn.Basic{Username: "ci", Password: signer})
+	_, unsigned, _ := testenv.PushRandom(t, s.RegistryHost, "ctl/unsigned", &authn.Basic{Username: "ci", Password: signer})
+	if _, err := run(t, signer, srv, "sign", signed.String()); err != nil {
+		t.Fatal(err)
+	}
+	verifier := s.Token(t, "verifier")
+	if out, err := run(t, verifier, srv, "verify", signed.String(), "--policy", "ctl"); err != nil || !strings.HasPrefix(out, "ALLOW") {
+		t.Errorf("verify a signed image: %v\n%s", err, out)
+	}
+	out, err := run(t, verifier, srv, "verify", unsigned.String(), "--policy", "ctl")
+	if err == nil || !strings.HasPrefix(out, "DENY") || !strings.Contains(out, "FAIL signatures") {
+		t.Errorf("verify an unsigned image: exit error %v\n%s", err, out)
+	}
+}
