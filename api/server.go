@@ -39,6 +39,7 @@ type Config struct {
 	Gate      *service.Gate
 	Admission *service.Admission
 	Policies  *service.Policies
+	SBOMs     *service.SBOMs
 	Artifacts *service.Artifacts
 	// Registry is the embedded registry handler, served under /v2/; nil for none.
 	Registry http.Handler
@@ -94,6 +95,8 @@ func New(cfg Config) *echo.Echo {
 	v1.POST("/provenance", provenance(cfg.Attest), limit, auth)
 	v1.POST("/artifacts", artifacts(cfg.Artifacts, limit, cfg.MaxUploadBytes), auth)
 	v1.GET("/artifacts/:digest/attestations", listAttestations(cfg.Attest), auth)
+	v1.POST("/sboms", requestSBOM(cfg.SBOMs), limit, auth)
+	v1.GET("/jobs/:id", getJob(cfg.SBOMs), auth)
 	v1.POST("/verify", verify(cfg.Gate), limit, auth)
 	v1.POST("/admission", admission(cfg.Admission, false), admissionLimit, auth)
 	v1.POST("/admission/mutate", admission(cfg.Admission, true), admissionLimit, auth)

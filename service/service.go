@@ -7,6 +7,7 @@
 package service
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -47,3 +48,5 @@ func registryErr(err error) error {
 	}
 	return err
 }
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

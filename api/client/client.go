@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -267,4 +268,18 @@ func (c *Client) Admission(ctx context.Context, review []byte, mutate bool) ([]b
 	}
 	req.Header.Set("Content-Type", "application/json")
 	return out, c.send(req, &out)
+}
+
+// SBOM asks for SBOMs of a subject; it returns the job.
+func (c *Client) SBOM(ctx context.Context, req wire.SBOMRequest) (wire.Job, error) {
+	var out wire.Job
+	err := c.do(ctx, http.MethodPost, "/v1/sboms", req, &out)
+	return out, err
+}
+
+// Job returns a job's state, progress and results.
+func (c *Client) Job(ctx context.Context, id int64) (wire.Job, error) {
+	var out wire.Job
+	err := c.do(ctx, http.MethodGet, "/v1/jobs/"+strconv.FormatInt(id, 10), nil, &out)
+	return out, err
 }

@@ -264,3 +264,33 @@ type PolicyInfo struct {
 type PoliciesResponse struct {
 	Policies []PolicyInfo `json:"policies"`
 }
+
+// SBOMRequest is the body of POST /v1/sboms.
+type SBOMRequest struct {
+	Subject Subject  `json:"subject"`
+	Formats []string `json:"formats,omitempty"`
+}
+
+// SBOMResult is one stored SBOM.
+type SBOMResult struct {
+	Format        string `json:"format"`
+	PredicateType string `json:"predicate_type"`
+	Digest        string `json:"digest"`
+	ToolVersion   string `json:"tool_version"`
+	Packages      int    `json:"packages"`
+	Referrer      string `json:"referrer,omitempty"`
+	LegacyTag     string `json:"legacy_tag,omitempty"`
+}
+
+// Job is the body of GET /v1/jobs/{id} and of a POST /v1/sboms answer.
+type Job struct {
+	ID       int64        `json:"id"`
+	Kind     string       `json:"kind"`
+	State    string       `json:"state"`
+	Attempt  int          `json:"attempt"`
+	Stage    string       `json:"stage,omitempty"`
+	Progress float64      `json:"progress"`
+	Errors   []string     `json:"errors,omitempty"`
+	Results  []SBOMResult `json:"results,omitempty"`
+	Image    string       `json:"image,omitempty"`
+}

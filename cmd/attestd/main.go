@@ -120,6 +120,12 @@ func defaultOf(d app.Config, flag string) string {
 		return fmt.Sprint(d.MaxPredicateBytes)
 	case "builder-id":
 		return d.BuilderID
+	case "sbom-workers":
+		return fmt.Sprint(d.SBOMWorkers)
+	case "sbom-max-bytes":
+		return fmt.Sprint(d.SBOMMaxBytes)
+	case "sbom-timeout":
+		return d.SBOMTimeout.String()
 	case "gate-timeout":
 		return d.GateTimeout.String()
 	case "admission-deadline":

@@ -25,6 +25,7 @@ import (
 	"github.com/attestd/attestd/service/policy"
 	"github.com/attestd/attestd/storage/archive"
 	"github.com/attestd/attestd/storage/index"
+	"github.com/attestd/attestd/storage/jobs"
 	"github.com/attestd/attestd/storage/oci"
 	"github.com/attestd/attestd/storage/registry"
 )
@@ -37,6 +38,8 @@ const AdminTokenFile = "admin.token"
 
 // App is a wired attestd server.
 type App struct {
+	sboms    *service.SBOMs
+	jobsDB   interface{ Close() error }
 	srv      *http.Server
 	regs     *oci.Registries
 	ln       net.Listener
@@ -135,6 +138,19 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	attestations := service.NewAttestations(regs, regs, regs, keySet, cfg.BuilderID, a.log)
 	gate := service.NewGate(regs, verification, attestations, keySet, policies, a.db, cfg.GateTimeout, cfg.VerdictTTL, a.log)
 
+	driver, jobsDB, err := jobs.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "jobs.db"))
+	if err != nil {
+		return err
+	}
+	a.jobsDB = jobsDB
+	sboms, err := service.NewSBOMs(driver, regs, regs, attestations, a.db, service.SBOMLimits{
+		MaxBytes: cfg.SBOMMaxBytes, MaxLayers: 500, Timeout: cfg.SBOMTimeout, Workers: cfg.SBOMWorkers,
+	}, true, a.log)
+	if err != nil {
+		return err
+	}
+	a.sboms = sboms
+
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -147,6 +163,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		Gate:      gate,
 		Admission: service.NewAdmission(gate, cfg.AdmissionDeadline),
 		Policies:  service.NewPolicies(policies, a.db),
+		SBOMs:     sboms,
 		Artifacts: service.NewArtifacts(regs, regs, tmpDir, archive.Limits{
 			MaxBytes: cfg.MaxUploadBytes, MaxRatio: cfg.MaxDecompressionRatio, MaxEntries: 100_000,
 		}, a.log),
@@ -356,6 +373,10 @@ func (a *App) URL() string {
 // Serve serves until ctx is done, then shuts down gracefully: in-flight
 // requests finish within the shutdown timeout.
 func (a *App) Serve(ctx context.Context) error {
+	// Workers stop through Stop below, after the HTTP server: not when ctx ends.
+	if err := a.sboms.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("start SBOM workers: %w", err)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
 	a.log.InfoContext(ctx, "attestd serving", "url", a.URL(), "registry", a.regHost, "key_id", a.keyID, "version", Version)
@@ -370,6 +391,10 @@ func (a *App) Serve(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), a.shutdown)
 	defer cancel()
 	err := a.srv.Shutdown(sctx)
+	if serr := a.sboms.Stop(sctx); err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
+		err = serr
+	}
+	_ = a.jobsDB.Close()
 	if cerr := a.db.Close(); err == nil {
 		err = cerr
 	}

@@ -58,6 +58,12 @@ type Config struct {
 	// AdmissionDeadline bounds one admission review; keep it under the
 	// webhook's timeoutSeconds so that slowness is a deny, not a timeout.
 	AdmissionDeadline time.Duration `yaml:"admission_deadline"`
+	// SBOMWorkers caps concurrent cataloging jobs in this process.
+	SBOMWorkers int `yaml:"sbom_workers"`
+	// SBOMMaxBytes caps an image's compressed layers for cataloging.
+	SBOMMaxBytes int64 `yaml:"sbom_max_bytes"`
+	// SBOMTimeout caps one cataloging attempt.
+	SBOMTimeout time.Duration `yaml:"sbom_timeout"`
 	// VerdictTTL is how long a verdict is reused for the same digest,
 	// policy revision and key-set revision.
 	VerdictTTL time.Duration `yaml:"verdict_ttl"`
@@ -115,6 +121,9 @@ func Defaults() Config {
 		GateTimeout:           5 * time.Second,
 		AdmissionDeadline:     8 * time.Second,
 		VerdictTTL:            time.Minute,
+		SBOMWorkers:           2,
+		SBOMMaxBytes:          8 << 30,
+		SBOMTimeout:           15 * time.Minute,
 	}
 }
 
@@ -145,6 +154,9 @@ var Settings = []Setting{
 	{"gate-timeout", "ATTESTD_GATE_TIMEOUT", "gate_timeout", "bound on one gate decision; past it: deny"},
 	{"admission-deadline", "ATTESTD_ADMISSION_DEADLINE", "admission_deadline", "bound on one admission review, under the webhook timeout"},
 	{"verdict-ttl", "ATTESTD_VERDICT_TTL", "verdict_ttl", "how long a verdict is reused (same digest, policy and key-set revisions)"},
+	{"sbom-workers", "ATTESTD_SBOM_WORKERS", "sbom_workers", "concurrent SBOM jobs in this process"},
+	{"sbom-max-bytes", "ATTESTD_SBOM_MAX_BYTES", "sbom_max_bytes", "cap on an image's compressed layers for cataloging (default 8 GiB)"},
+	{"sbom-timeout", "ATTESTD_SBOM_TIMEOUT", "sbom_timeout", "cap on one cataloging attempt (default 15m)"},
 	{"max-upload-bytes", "ATTESTD_MAX_UPLOAD_BYTES", "max_upload_bytes", "cap on an artifact upload, as sent and decompressed (413 above it; default 4 GiB)"},
 	{"max-decompression-ratio", "ATTESTD_MAX_DECOMPRESSION_RATIO", "max_decompression_ratio", "cap on how far a gzipped upload may expand (default 50:1)"},
 	{"", "ATTESTD_KEY_PASSWORD", "", "password of the local key; default: a generated 0600 file in the data dir"},
@@ -221,6 +233,12 @@ func (c *Config) Set(flag, v string) error {
 		c.AdmissionDeadline, err = time.ParseDuration(v)
 	case "verdict-ttl":
 		c.VerdictTTL, err = time.ParseDuration(v)
+	case "sbom-workers":
+		c.SBOMWorkers, err = strconv.Atoi(v)
+	case "sbom-max-bytes":
+		c.SBOMMaxBytes, err = strconv.ParseInt(v, 10, 64)
+	case "sbom-timeout":
+		c.SBOMTimeout, err = time.ParseDuration(v)
 	case "max-upload-bytes":
 		c.MaxUploadBytes, err = strconv.ParseInt(v, 10, 64)
 	case "max-decompression-ratio":
@@ -303,6 +321,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GateTimeout <= 0 || c.AdmissionDeadline <= 0 || c.VerdictTTL < 0 {
 		errs = append(errs, errors.New("gate_timeout and admission_deadline must be positive"))
+	}
+	if c.SBOMWorkers <= 0 || c.SBOMMaxBytes <= 0 || c.SBOMTimeout <= 0 {
+		errs = append(errs, errors.New("sbom_workers, sbom_max_bytes and sbom_timeout must be positive"))
 	}
 	if c.KMSTimeout <= 0 {
 		errs = append(errs, errors.New("kms_timeout must be positive"))

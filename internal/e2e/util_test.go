@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"io"
 	"testing"
 
@@ -28,3 +29,5 @@ func pushLayers(t *testing.T, host, repo string, n int) (string, v1.Image, error
 	}
 	return tag.String(), img, nil
 }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -231,3 +231,45 @@ func classify(err error) error {
 	// content that does not match its digest) is the registry's failure.
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
+
+// Access is how to reach a registry outside this package (the SBOM
+// cataloger): its host, whether it speaks plain http, and basic credentials.
+type Access struct {
+	Host               string
+	Insecure           bool
+	Username, Password string
+	Token              string
+}
+
+// AccessFor returns how to reach the registry of repo; it refuses
+// unconfigured hosts like every other call.
+func (r *Registries) AccessFor(repo name.Repository) (Access, error) {
+	h, ok := r.hosts[strings.ToLower(repo.RegistryStr())]
+	if !ok {
+		return Access{}, fmt.Errorf("%w: %s", ErrHostNotAllowed, repo.RegistryStr())
+	}
+	a := Access{Host: h.Name, Insecure: h.Insecure || repo.Scheme() == "http"}
+	auth := h.Auth
+	if auth == nil {
+		var err error
+		if auth, err = r.keychain.Resolve(repo); err != nil {
+			return Access{}, err
+		}
+	}
+	cfg, err := auth.Authorization()
+	if err != nil {
+		return Access{}, err
+	}
+	a.Username, a.Password, a.Token = cfg.Username, cfg.Password, cfg.RegistryToken
+	return a, nil
+}
+
+// Manifest returns the manifest at d, checked against its digest and the size cap.
+func (r *Registries) Manifest(ctx context.Context, d name.Digest) ([]byte, error) {
+	opts, err := r.remoteOptions(ctx, d.Context())
+	if err != nil {
+		return nil, err
+	}
+	_, raw, err := r.getManifest(ctx, d, opts)
+	return raw, err
+}

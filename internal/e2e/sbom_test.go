@@ -1,0 +1,253 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/attestd/attestd/api/client"
+	"github.com/attestd/attestd/api/wire"
+	"github.com/attestd/attestd/attest"
+	"github.com/attestd/attestd/internal/app"
+	"github.com/attestd/attestd/internal/testenv"
+)
+
+// dpkgStatus is a status file with real Debian 12 packages.
+const dpkgStatus = `Package: base-files
+Essential: yes
+Status: install ok installed
+Priority: required
+Section: admin
+Installed-Size: 340
+Maintainer: Santiago Vila <sanvila@debian.org>
+Architecture: amd64
+Multi-Arch: foreign
+Version: 12.4+deb12u5
+Description: Debian base system miscellaneous files
+
+Package: bash
+Essential: yes
+Status: install ok installed
+Priority: required
+Section: shells
+Installed-Size: 7163
+Maintainer: Matthias Klose <doko@debian.org>
+Architecture: amd64
+Multi-Arch: foreign
+Version: 5.2.15-2+b2
+Depends: base-files (>= 2.1.12), debianutils (>= 5.6-0.1)
+Description: GNU Bourne Again SHell
+
+Package: libc6
+Status: install ok installed
+Priority: optional
+Section: libs
+Installed-Size: 12986
+Maintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>
+Architecture: amd64
+Multi-Arch: same
+Source: glibc
+Version: 2.36-9+deb12u4
+Description: GNU C Library: Shared libraries
+
+`
+
+const osRelease = `PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+VERSION="12 (bookworm)"
+VERSION_CODENAME=bookworm
+ID=debian
+`
+
+func layerOf(t testing.TB, files map[string][]byte) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for n, b := range files {
+		_ = tw.WriteHeader(&tar.Header{Name: n, Mode: 0o755, Size: int64(len(b)), Typeflag: tar.TypeReg})
+		_, _ = tw.Write(b)
+	}
+	_ = tw.Close()
+	b := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// sbomImage builds an image with a dpkg database and a Go binary.
+func sbomImage(t testing.TB) v1.Image {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "gobin")
+	cmd := exec.Command("go", "build", "-o", bin, "./testdata/gobin")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the Go binary: %v\n%s", err, out)
+	}
+	gob, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image,
+		layerOf(t, map[string][]byte{"etc/os-release": []byte(osRelease), "var/lib/dpkg/status": []byte(dpkgStatus)}),
+		layerOf(t, map[string][]byte{"usr/local/bin/gobin": gob}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Architecture, cfg.OS = "amd64", "linux"
+	img, err = mutate.ConfigFile(img, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func waitJob(t *testing.T, cl *client.Client, id int64, within time.Duration) wire.Job {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		j, err := cl.Job(context.Background(), id)
+		if err != nil {
+			t.Fatalf("job %d: %v", id, err)
+		}
+		switch j.State {
+		case "completed", "cancelled", "discarded":
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %d still %s (%s) after %s; errors: %v", id, j.State, j.Stage, within, j.Errors)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestSBOMFromRealPackageMetadata(t *testing.T) {
+	ctx := context.Background()
+	s := testenv.Start(t, nil)
+	signer := s.Token(t, "signer")
+	cl := s.Client(t, signer)
+	tag, _ := name.NewTag(s.RegistryHost + "/sbom/app:v1")
+	img := sbomImage(t)
+	if err := remote.Write(tag, img, remote.WithAuth(&authn.Basic{Username: "ci", Password: signer})); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := img.Digest()
+	d := tag.Context().Digest(h.String())
+
+	j, err := cl.SBOM(ctx, wire.SBOMRequest{Subject: wire.Subject{Image: tag.String()}, Formats: []string{"spdx-json", "cyclonedx-json"}})
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	if j.ID == 0 || j.Image != d.String() {
+		t.Fatalf("job %+v", j)
+	}
+	done := waitJob(t, cl, j.ID, 20*time.Second)
+	if done.State != "completed" || len(done.Results) != 2 {
+		t.Fatalf("job ended %+v", done)
+	}
+
+	list, err := cl.Attestations(ctx, d.Context().Name(), d.DigestStr(), attest.PredicateSPDX)
+	if err != nil || len(list.Attestations) == 0 || !list.Attestations[0].Valid {
+		t.Fatalf("SPDX attestation: %+v %v", list, err)
+	}
+	var env struct{ Payload string }
+	_ = json.Unmarshal(list.Attestations[0].Envelope, &env)
+	p, _ := base64.StdEncoding.DecodeString(env.Payload)
+	st, err := attest.ParseStatement(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		SPDXVersion string `json:"spdxVersion"`
+		Packages    []struct {
+			Name         string `json:"name"`
+			VersionInfo  string `json:"versionInfo"`
+			ExternalRefs []struct {
+				Type    string `json:"referenceType"`
+				Locator string `json:"referenceLocator"`
+			} `json:"externalRefs"`
+		} `json:"packages"`
+	}
+	if err := json.Unmarshal(st.Predicate, &doc); err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]string{}
+	for _, pk := range doc.Packages {
+		for _, r := range pk.ExternalRefs {
+			if r.Type == "purl" {
+				found[pk.Name+"@"+pk.VersionInfo] = r.Locator
+			}
+		}
+	}
+	for pkg, purl := range map[string]string{
+		"bash@5.2.15-2+b2":                               "pkg:deb/debian/bash@5.2.15-2%2Bb2?arch=amd64",
+		"libc6@2.36-9+deb12u4":                           "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64",
+		"base-files@12.4+deb12u5":                        "pkg:deb/debian/base-files@12.4%2Bdeb12u5?arch=amd64",
+		"github.com/google/go-containerregistry@v0.22.1": "pkg:golang/github.com/google/go-containerregistry@v0.22.1",
+	} {
+		got, ok := found[pkg]
+		if !ok || !strings.HasPrefix(got, purl) {
+			t.Errorf("SPDX has %s with purl %q, want %s…", pkg, got, purl)
+		}
+	}
+	if doc.SPDXVersion != "SPDX-2.3" {
+		t.Errorf("spdxVersion %s", doc.SPDXVersion)
+	}
+
+	t.Run("cosign verify-attestation accepts it", func(t *testing.T) {
+		out, err := cosigns(t)[1].run(t, "verify-attestation", "--key", s.PublicKeyPEM(t), "--insecure-ignore-tlog=true", "--allow-http-registry=true", "--type", "spdxjson", d.String())
+		if err != nil || !contains(printedPredicateTypes(out), attest.PredicateSPDX) {
+			t.Errorf("cosign: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("a repeat returns the stored result", func(t *testing.T) {
+		again, err := cl.SBOM(ctx, wire.SBOMRequest{Subject: wire.Subject{Image: d.String()}, Formats: []string{"cyclonedx-json", "spdx-json"}})
+		if err != nil || again.State != "completed" || again.ID != j.ID || len(again.Results) != 2 {
+			t.Errorf("repeat: %+v %v", again, err)
+		}
+	})
+}
+
+func TestSBOMLimitsFailTheJob(t *testing.T) {
+	ctx := context.Background()
+	s := testenv.Start(t, func(c *app.Config) { c.SBOMMaxBytes = 1024 })
+	signer := s.Token(t, "signer")
+	cl := s.Client(t, signer)
+	_, d, _ := testenv.PushRandom(t, s.RegistryHost, "sbom/big", &authn.Basic{Username: "ci", Password: signer})
+	j, err := cl.SBOM(ctx, wire.SBOMRequest{Subject: wire.Subject{Image: d.String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitJob(t, cl, j.ID, time.Minute)
+	if done.State != "cancelled" || len(done.Errors) == 0 || !strings.Contains(strings.Join(done.Errors, " "), "limit") {
+		t.Errorf("job over the byte limit: %+v", done)
+	}
+	var ce *client.Error
+	if _, err := cl.SBOM(ctx, wire.SBOMRequest{Subject: wire.Subject{Image: d.String()}, Formats: []string{"swid"}}); !errorsAs(err, &ce) || ce.Status != 400 {
+		t.Errorf("unknown format: %v", err)
+	}
+}
