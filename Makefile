@@ -29,6 +29,8 @@ $(BIN)/crane: tools/crane/go.mod tools/crane/go.sum
 	cd tools/crane && $(GO) build -o $(BIN)/crane github.com/google/go-containerregistry/cmd/crane
 $(BIN)/local-kms: tools/localkms/go.mod tools/localkms/go.sum
 	cd tools/localkms && $(GO) build -o $(BIN)/local-kms github.com/nsmithuk/local-kms
+$(BIN)/syft: tools/syft/go.mod tools/syft/go.sum
+	cd tools/syft && $(GO) build -o $(BIN)/syft github.com/anchore/syft/cmd/syft
 $(BIN)/golangci-lint: tools/lint/go.mod tools/lint/go.sum
 	cd tools/lint && $(GO) build -o $(BIN)/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
@@ -55,7 +57,9 @@ fuzz: ## Run each fuzz target for FUZZTIME executions (default 20000x)
 	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$p; \
 	done
 
-bench: tools ## Run the benchmarks; each prints ratios against a baseline measured in the same run
+export ATTESTD_SYFT := $(BIN)/syft
+
+bench: tools $(BIN)/syft ## Run the benchmarks; each prints ratios against a baseline measured in the same run
 	scripts/with-services $(GO) test -run '^$$' -bench . -benchtime 20x -count=1 $(PKGS)
 
 tidy-check: ## Fail if go.mod or go.sum is not tidy

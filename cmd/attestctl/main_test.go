@@ -165,3 +165,22 @@ func TestAttestctlVerifyAndPolicy(t *testing.T) {
 		t.Errorf("verify an unsigned image: exit error %v\n%s", err, out)
 	}
 }
+
+func TestAttestctlSBOM(t *testing.T) {
+	s := testenv.Start(t, nil)
+	srv := "--server=" + s.URL
+	signer := s.Token(t, "signer")
+	_, d, _ := testenv.PushRandom(t, s.RegistryHost, "ctl/sbom", &authn.Basic{Username: "ci", Password: signer})
+	out := filepath.Join(t.TempDir(), "sbom.spdx.json")
+	printed, err := run(t, signer, srv, "sbom", d.String(), "--wait", "--out", out)
+	if err != nil || !strings.Contains(printed, "completed") {
+		t.Fatalf("sbom --wait: %v\n%s", err, printed)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil || !strings.Contains(string(b), `"spdxVersion":"SPDX-2.3"`) {
+		t.Errorf("written SBOM: %v\n%.200s", err, b)
+	}
+	if _, err := run(t, signer, srv, "sbom", d.String(), "-f", "swid"); err == nil {
+		t.Error("an unknown format was accepted")
+	}
+}

@@ -34,13 +34,30 @@ func root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	r.AddCommand(serveCmd(), &cobra.Command{
+	r.AddCommand(serveCmd(), workerCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), app.Version) },
 	})
 	return r
 }
+
+func workerCmd() *cobra.Command {
+	c := serveCmd()
+	c.Use = "worker"
+	c.Short = "Run SBOM job workers only, apart from the API (external registries)"
+	c.Long = "Work SBOM jobs from the queue in the data directory, without serving the API.\n" +
+		"Takes the same settings as serve; the registries must be external (--embedded-registry=false).\n\n" + c.Long
+	run := c.RunE
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		workerMode = true
+		return run(cmd, args)
+	}
+	return c
+}
+
+// workerMode makes serve run workers only.
+var workerMode bool
 
 func serveCmd() *cobra.Command {
 	var long strings.Builder
@@ -149,13 +166,18 @@ func serve(ctx context.Context, cfg app.Config) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen)
-	if err != nil {
-		return err
+	var ln net.Listener
+	if !workerMode {
+		var err error
+		if ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen); err != nil {
+			return err
+		}
 	}
 	a, err := app.New(ctx, cfg, os.Getenv("ATTESTD_KEY_PASSWORD"), ln, log)
 	if err != nil {
-		_ = ln.Close()
+		if ln != nil {
+			_ = ln.Close()
+		}
 		return err
 	}
 	return a.Serve(ctx)

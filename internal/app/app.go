@@ -57,6 +57,9 @@ func New(ctx context.Context, cfg Config, keyPassword string, ln net.Listener, l
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if ln == nil && cfg.EmbeddedRegistry.Enabled {
+		return nil, errors.New("attestd worker works on external registries: set --embedded-registry=false and --registries")
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -287,7 +290,7 @@ func (a *App) loadPolicies(ctx context.Context) (*policy.Set, error) {
 // configured external ones.
 func (a *App) hosts(internal string) ([]oci.Host, error) {
 	var hosts []oci.Host
-	if a.cfg.EmbeddedRegistry.Enabled {
+	if a.cfg.EmbeddedRegistry.Enabled && a.ln != nil {
 		_, port, err := net.SplitHostPort(a.ln.Addr().String())
 		if err != nil {
 			return nil, err
@@ -333,7 +336,7 @@ func (a *App) readyChecks() []api.Check {
 			return nil
 		}},
 	}
-	if a.cfg.EmbeddedRegistry.Enabled {
+	if a.cfg.EmbeddedRegistry.Enabled && a.ln != nil {
 		url := "http://" + a.ln.Addr().String() + "/v2/"
 		checks = append(checks, api.Check{Name: "registry", Fn: func(ctx context.Context) error {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -362,6 +365,9 @@ func (a *App) KeyID() string { return a.keyID }
 
 // URL is the base URL of the API.
 func (a *App) URL() string {
+	if a.ln == nil {
+		return ""
+	}
 	addr := a.ln.Addr().String()
 	if strings.HasPrefix(addr, "[::]") || strings.HasPrefix(addr, "0.0.0.0") {
 		_, port, _ := net.SplitHostPort(addr)
@@ -376,6 +382,18 @@ func (a *App) Serve(ctx context.Context) error {
 	// Workers stop through Stop below, after the HTTP server: not when ctx ends.
 	if err := a.sboms.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start SBOM workers: %w", err)
+	}
+	if a.ln == nil { // attestd worker: jobs only
+		a.log.InfoContext(ctx, "attestd worker running", "version", Version)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), a.shutdown)
+		defer cancel()
+		err := a.sboms.Stop(sctx)
+		_ = a.jobsDB.Close()
+		if cerr := a.db.Close(); err == nil {
+			err = cerr
+		}
+		return err
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/attestd/attestd/api/client"
 	"github.com/attestd/attestd/api/wire"
@@ -201,4 +204,76 @@ func BenchmarkGateWarmP99(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)*50/100].Microseconds())/1000, "warm-p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "warm-p99-ms")
+}
+
+// BenchmarkSBOMVsSyftCLI catalogs the same image (a dpkg database and a Go
+// binary) with attestd (request, job, SPDX signed and stored) and, as the
+// baseline in the same run, with the syft CLI writing SPDX JSON. It also
+// times a repeat request, which returns the stored result. The goals are a
+// ratio of at most 1.0 and a repeat in 10 ms or less.
+func BenchmarkSBOMVsSyftCLI(b *testing.B) {
+	syftCLI := os.Getenv("ATTESTD_SYFT")
+	if syftCLI == "" {
+		b.Skip("ATTESTD_SYFT is not set (make bench sets it)")
+	}
+	ctx := context.Background()
+	s := testenv.Start(b, nil)
+	signer := s.Token(b, "signer")
+	cl := s.Client(b, signer)
+	auth := &authn.Basic{Username: "ci", Password: signer}
+	img := sbomImage(b)
+	var ours, cli, repeat time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		// A fresh digest each time: same content, one more empty file.
+		fresh, err := mutate.AppendLayers(img, layerOf(b, map[string][]byte{fmt.Sprintf("etc/bench-%d", i): nil}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		tag, _ := name.NewTag(fmt.Sprintf("%s/bench/sbom:%d", s.RegistryHost, i))
+		if err := remote.Write(tag, fresh, remote.WithAuth(auth)); err != nil {
+			b.Fatal(err)
+		}
+		h, _ := fresh.Digest()
+		d := tag.Context().Digest(h.String())
+		b.StartTimer()
+
+		t0 := time.Now()
+		j, err := cl.SBOM(ctx, wire.SBOMRequest{Subject: wire.Subject{Image: d.String()}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j.State != "completed" {
+			if j.State == "cancelled" || j.State == "discarded" {
+				b.Fatalf("job %+v", j)
+			}
+			time.Sleep(20 * time.Millisecond)
+			if j, err = cl.Job(ctx, j.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ours += time.Since(t0)
+
+		t1 := time.Now()
+		if _, err := cl.SBOM(ctx, wire.SBOMRequest{Subject: wire.Subject{Image: d.String()}}); err != nil {
+			b.Fatal(err)
+		}
+		repeat += time.Since(t1)
+
+		t2 := time.Now()
+		cmd := exec.Command(syftCLI, "scan", "registry:"+d.String(), "-o", "spdx-json", "-q")
+		cmd.Env = append(os.Environ(), "SYFT_REGISTRY_INSECURE_USE_HTTP=true", "SYFT_CHECK_FOR_APP_UPDATE=false")
+		cmd.Stdout = io.Discard
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("syft: %v\n%s", err, out)
+		}
+		cli += time.Since(t2)
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(float64(ours.Microseconds())/n/1000, "attestd-ms")
+	b.ReportMetric(float64(cli.Microseconds())/n/1000, "syft-cli-ms")
+	b.ReportMetric(float64(ours)/float64(cli), "attestd/syft-ratio")
+	b.ReportMetric(float64(repeat.Microseconds())/n/1000, "repeat-ms")
 }

@@ -7,15 +7,20 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -249,5 +254,79 @@ func TestSBOMLimitsFailTheJob(t *testing.T) {
 	var ce *client.Error
 	if _, err := cl.SBOM(ctx, wire.SBOMRequest{Subject: wire.Subject{Image: d.String()}, Formats: []string{"swid"}}); !errorsAs(err, &ce) || ce.Status != 400 {
 		t.Errorf("unknown format: %v", err)
+	}
+}
+
+// stallingRegistry is a real registry behind a switch that holds blob
+// downloads until released: a slow registry, to stop attestd mid-job.
+type stallingRegistry struct {
+	next    http.Handler
+	mu      sync.Mutex
+	release chan struct{}
+	stalled atomic.Int64
+}
+
+func (s *stallingRegistry) stall() {
+	s.mu.Lock()
+	s.release = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *stallingRegistry) resume() {
+	s.mu.Lock()
+	if s.release != nil {
+		close(s.release)
+		s.release = nil
+	}
+	s.mu.Unlock()
+}
+
+func (s *stallingRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	ch := s.release
+	s.mu.Unlock()
+	if ch != nil && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+		s.stalled.Add(1)
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	s.next.ServeHTTP(w, r)
+}
+
+// TestSBOMJobSurvivesARestart stops attestd while a job is cataloging; the
+// job is retried and completes when attestd runs again on the same data.
+func TestSBOMJobSurvivesARestart(t *testing.T) {
+	ctx := context.Background()
+	proxy := &stallingRegistry{next: registry.New()}
+	reg := httptest.NewServer(proxy)
+	t.Cleanup(reg.Close)
+	t.Cleanup(proxy.resume)
+	host := strings.TrimPrefix(reg.URL, "http://")
+	dir := t.TempDir()
+	cfg := func(c *app.Config) { c.DataDir = dir; c.Registries = []app.Registry{{Host: host}} }
+
+	s1 := testenv.Start(t, cfg)
+	_, d, _ := testenv.PushRandom(t, host, "restart/app", authn.Anonymous)
+	proxy.stall()
+	j, err := s1.Client(t, s1.Token(t, "signer")).SBOM(ctx, wire.SBOMRequest{Subject: wire.Subject{Image: d.String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; proxy.stalled.Load() == 0; i++ {
+		if i > 200 {
+			t.Fatal("the job never started reading the image")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s1.Stop() // mid-job
+	proxy.resume()
+
+	s2 := testenv.Start(t, cfg)
+	done := waitJob(t, s2.Client(t, s2.Token(t, "verifier")), j.ID, 2*time.Minute)
+	if done.State != "completed" || done.Attempt < 2 || len(done.Results) != 1 {
+		t.Errorf("after a restart mid-job: %+v, want completed on a later attempt", done)
 	}
 }
