@@ -102,7 +102,8 @@ func NewSBOMs(driver riverdriver.Driver[*sql.Tx], r resolver, access registryAcc
 		river.AddWorker(w, &sbomWorker{s: s})
 		cfg.Workers = w
 		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: max(1, limits.Workers)}}
-		cfg.FetchPollInterval = 200 * time.Millisecond
+		cfg.FetchPollInterval = 50 * time.Millisecond
+		cfg.FetchCooldown = 20 * time.Millisecond
 	}
 	c, err := river.NewClient(driver, cfg)
 	if err != nil {

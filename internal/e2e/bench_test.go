@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -264,9 +265,10 @@ func BenchmarkSBOMVsSyftCLI(b *testing.B) {
 		t2 := time.Now()
 		cmd := exec.Command(syftCLI, "scan", "registry:"+d.String(), "-o", "spdx-json", "-q")
 		cmd.Env = append(os.Environ(), "SYFT_REGISTRY_INSECURE_USE_HTTP=true", "SYFT_CHECK_FOR_APP_UPDATE=false")
-		cmd.Stdout = io.Discard
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("syft: %v\n%s", err, out)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("syft: %v\n%s", err, stderr.String())
 		}
 		cli += time.Since(t2)
 	}
