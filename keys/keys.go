@@ -17,14 +17,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/options"
+
+	"github.com/attestd/attestd/internal/repomatch"
 )
 
 // ErrBadSignature means a signer returned a signature that does not verify
@@ -153,28 +153,11 @@ func (k *Key) Allows(repo string) bool {
 		return true
 	}
 	for _, p := range k.repos {
-		if matchRepo(p, repo) {
+		if repomatch.Match(p, repo) {
 			return true
 		}
 	}
 	return false
-}
-
-// matchRepo matches repo against a path.Match pattern; a pattern ending in
-// "/**" matches any repository below the part before it.
-func matchRepo(pattern, repo string) bool {
-	prefix, subtree := strings.CutSuffix(pattern, "/**")
-	if !subtree {
-		ok, err := path.Match(pattern, repo)
-		return err == nil && ok
-	}
-	n := strings.Count(prefix, "/") + 1
-	segs := strings.Split(repo, "/")
-	if len(segs) <= n {
-		return false
-	}
-	ok, err := path.Match(prefix, strings.Join(segs[:n], "/"))
-	return err == nil && ok
 }
 
 // ID is the stable identifier of a public key: "sha256:" and the hex SHA-256

@@ -133,18 +133,23 @@ func predicateType(t string) string {
 func printAttest(g *globals, w io.Writer, res wire.AttestResponse) error {
 	return g.print(w, res, func(w io.Writer) {
 		fmt.Fprintf(w, "Attested %s about %s\n  key %s (%s), signed %s\n", res.PredicateType, strings.Join(res.Subjects, ", "), res.KeyName, res.KeyID, res.SignedAt.Format("2006-01-02T15:04:05Z"))
-		for _, l := range res.Locations {
-			state := "written"
-			if l.Existed {
-				state = "already present"
-			}
-			where := l.Ref
-			if l.Tag != "" {
-				where = l.Tag
-			}
-			fmt.Fprintf(w, "  %-10s %s (%s)\n", l.Kind, where, state)
-		}
+		printLocations(w, res.Locations)
 	})
+}
+
+// printLocations lists where each copy is stored, and whether it was new.
+func printLocations(w io.Writer, locs []wire.Location) {
+	for _, l := range locs {
+		state := "written"
+		if l.Existed {
+			state = "already present"
+		}
+		where := l.Ref
+		if l.Tag != "" {
+			where = l.Tag
+		}
+		fmt.Fprintf(w, "  %-10s %s (%s)\n", l.Kind, where, state)
+	}
 }
 
 func attestCmd(g *globals) *cobra.Command {

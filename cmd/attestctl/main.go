@@ -111,17 +111,7 @@ func signCmd(g *globals) *cobra.Command {
 			}
 			return g.print(c.OutOrStdout(), res, func(w io.Writer) {
 				fmt.Fprintf(w, "Signed %s\n  key %s (%s)\n", res.Image, res.KeyName, res.KeyID)
-				for _, l := range res.Locations {
-					state := "written"
-					if l.Existed {
-						state = "already present"
-					}
-					where := l.Ref
-					if l.Tag != "" {
-						where = l.Tag
-					}
-					fmt.Fprintf(w, "  %-10s %s (%s)\n", l.Kind, where, state)
-				}
+				printLocations(w, res.Locations)
 			})
 		},
 	}

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -25,6 +24,8 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
 	"gopkg.in/yaml.v3"
+
+	"github.com/attestd/attestd/internal/repomatch"
 )
 
 // ErrInvalid means a policy document is malformed or does not validate.
@@ -136,7 +137,7 @@ func (p *Policy) validate() error {
 		errs = append(errs, errors.New("match.images: at least one pattern"))
 	}
 	for _, im := range p.Match.Images {
-		if _, err := path.Match(strings.TrimSuffix(im, "/**"), "x"); err != nil || im == "" {
+		if !repomatch.Valid(im) {
 			errs = append(errs, fmt.Errorf("match.images %q: bad pattern", im))
 		}
 	}
@@ -230,7 +231,7 @@ func (p *Policy) Source() []byte { return bytes.Clone(p.source) }
 // CoversImage reports whether the policy covers repository repo ("host/path").
 func (p *Policy) CoversImage(repo string) bool {
 	for _, pat := range p.Match.Images {
-		if matchRepo(pat, repo) {
+		if repomatch.Match(pat, repo) {
 			return true
 		}
 	}
@@ -245,21 +246,6 @@ func (p *Policy) CoversNamespace(ns string) bool {
 		}
 	}
 	return false
-}
-
-func matchRepo(pattern, repo string) bool {
-	prefix, subtree := strings.CutSuffix(pattern, "/**")
-	if !subtree {
-		ok, err := path.Match(pattern, repo)
-		return err == nil && ok
-	}
-	n := strings.Count(prefix, "/") + 1
-	segs := strings.Split(repo, "/")
-	if len(segs) <= n {
-		return false
-	}
-	ok, err := path.Match(prefix, strings.Join(segs[:n], "/"))
-	return err == nil && ok
 }
 
 // Input is what a condition sees: only verified content.
