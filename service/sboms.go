@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,7 +70,22 @@ type SBOMs struct {
 	store   sbomStore
 	limits  SBOMLimits
 	log     *slog.Logger
-	client  *river.Client[*sql.Tx]
+	client  JobClient
+}
+
+// JobClient is the part of a river client the SBOM service uses; it does
+// not depend on the database driver behind it.
+type JobClient interface {
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	JobGet(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	JobUpdate(ctx context.Context, id int64, params *river.JobUpdateParams) (*rivertype.JobRow, error)
+	Start(ctx context.Context) error
+	StopAndCancel(ctx context.Context) error
+}
+
+// RiverClient returns a constructor of river clients on driver, for NewSBOMs.
+func RiverClient[TTx any](driver riverdriver.Driver[TTx]) func(*river.Config) (JobClient, error) {
+	return func(cfg *river.Config) (JobClient, error) { return river.NewClient(driver, cfg) }
 }
 
 // SBOMResult is one stored SBOM.
@@ -94,7 +108,7 @@ type jobOutput struct {
 
 // NewSBOMs returns the SBOM service over the queue driver. With workers
 // true it also works jobs (serve, worker); otherwise it only enqueues.
-func NewSBOMs(driver riverdriver.Driver[*sql.Tx], r resolver, access registryAccess, atts *Attestations, store sbomStore, limits SBOMLimits, workers bool, log *slog.Logger) (*SBOMs, error) {
+func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, access registryAccess, atts *Attestations, store sbomStore, limits SBOMLimits, workers bool, log *slog.Logger) (*SBOMs, error) {
 	s := &SBOMs{resolve: r, access: access, atts: atts, store: store, limits: limits, log: log}
 	cfg := &river.Config{JobTimeout: limits.Timeout, RescueStuckJobsAfter: limits.Timeout + time.Minute, Logger: log}
 	if workers {
@@ -105,7 +119,7 @@ func NewSBOMs(driver riverdriver.Driver[*sql.Tx], r resolver, access registryAcc
 		cfg.FetchPollInterval = 50 * time.Millisecond
 		cfg.FetchCooldown = 20 * time.Millisecond
 	}
-	c, err := river.NewClient(driver, cfg)
+	c, err := newClient(cfg)
 	if err != nil {
 		return nil, err
 	}

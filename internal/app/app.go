@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/riverqueue/river"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/attestd/attestd/api"
@@ -141,12 +142,21 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	attestations := service.NewAttestations(regs, regs, regs, keySet, cfg.BuilderID, a.log)
 	gate := service.NewGate(regs, verification, attestations, keySet, policies, a.db, cfg.GateTimeout, cfg.VerdictTTL, a.log)
 
-	driver, jobsDB, err := jobs.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "jobs.db"))
-	if err != nil {
-		return err
+	var newClient func(*river.Config) (service.JobClient, error)
+	if cfg.JobsDatabaseURL != "" {
+		driver, pool, err := jobs.OpenPostgres(ctx, cfg.JobsDatabaseURL)
+		if err != nil {
+			return err
+		}
+		a.jobsDB, newClient = closer(pool.Close), service.RiverClient(driver)
+	} else {
+		driver, db, err := jobs.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "jobs.db"))
+		if err != nil {
+			return err
+		}
+		a.jobsDB, newClient = db, service.RiverClient(driver)
 	}
-	a.jobsDB = jobsDB
-	sboms, err := service.NewSBOMs(driver, regs, regs, attestations, a.db, service.SBOMLimits{
+	sboms, err := service.NewSBOMs(newClient, regs, regs, attestations, a.db, service.SBOMLimits{
 		MaxBytes: cfg.SBOMMaxBytes, MaxLayers: 500, Timeout: cfg.SBOMTimeout, Workers: cfg.SBOMWorkers,
 	}, true, a.log)
 	if err != nil {
@@ -251,6 +261,11 @@ func (a *App) cachedKMSKey(ctx context.Context, kc KeyConfig, p keys.CallPolicy)
 	}
 	return nil, fmt.Errorf("no cached public key for %s", kc.Name)
 }
+
+// closer adapts a Close without an error.
+type closer func()
+
+func (c closer) Close() error { c(); return nil }
 
 // loadPolicies reads the policy files, then the policies stored through the
 // API (which replace a file's policy of the same name). A bad policy stops

@@ -58,6 +58,10 @@ type Config struct {
 	// AdmissionDeadline bounds one admission review; keep it under the
 	// webhook's timeoutSeconds so that slowness is a deny, not a timeout.
 	AdmissionDeadline time.Duration `yaml:"admission_deadline"`
+	// JobsDatabaseURL is a PostgreSQL URL for the job queue, shared by
+	// replicas and workers; empty means SQLite in the data dir. Give it
+	// through ATTESTD_JOBS_DATABASE_URL to keep its password out of files.
+	JobsDatabaseURL string `yaml:"jobs_database_url"`
 	// SBOMWorkers caps concurrent cataloging jobs in this process.
 	SBOMWorkers int `yaml:"sbom_workers"`
 	// SBOMMaxBytes caps an image's compressed layers for cataloging.
@@ -154,6 +158,7 @@ var Settings = []Setting{
 	{"gate-timeout", "ATTESTD_GATE_TIMEOUT", "gate_timeout", "bound on one gate decision; past it: deny"},
 	{"admission-deadline", "ATTESTD_ADMISSION_DEADLINE", "admission_deadline", "bound on one admission review, under the webhook timeout"},
 	{"verdict-ttl", "ATTESTD_VERDICT_TTL", "verdict_ttl", "how long a verdict is reused (same digest, policy and key-set revisions)"},
+	{"jobs-database-url", "ATTESTD_JOBS_DATABASE_URL", "jobs_database_url", "PostgreSQL URL of the job queue for several replicas (default: SQLite in the data dir)"},
 	{"sbom-workers", "ATTESTD_SBOM_WORKERS", "sbom_workers", "concurrent SBOM jobs in this process"},
 	{"sbom-max-bytes", "ATTESTD_SBOM_MAX_BYTES", "sbom_max_bytes", "cap on an image's compressed layers for cataloging (default 8 GiB)"},
 	{"sbom-timeout", "ATTESTD_SBOM_TIMEOUT", "sbom_timeout", "cap on one cataloging attempt (default 15m)"},
@@ -233,6 +238,8 @@ func (c *Config) Set(flag, v string) error {
 		c.AdmissionDeadline, err = time.ParseDuration(v)
 	case "verdict-ttl":
 		c.VerdictTTL, err = time.ParseDuration(v)
+	case "jobs-database-url":
+		c.JobsDatabaseURL = v
 	case "sbom-workers":
 		c.SBOMWorkers, err = strconv.Atoi(v)
 	case "sbom-max-bytes":
