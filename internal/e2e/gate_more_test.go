@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/attestd/attestd/api/client"
 	"github.com/attestd/attestd/api/wire"
 	"github.com/attestd/attestd/attest"
 	"github.com/attestd/attestd/internal/app"
@@ -185,5 +187,35 @@ func TestGateTimeoutDenies(t *testing.T) {
 	}
 	if dec.Allow || !strings.Contains(dec.Reason, "deadline") {
 		t.Errorf("hanging registry: %+v, want a deny naming the deadline", dec)
+	}
+}
+
+// TestCountCaps: an object with more images, or a provenance with more
+// subjects, than attestd reads is refused, not worked through.
+func TestCountCaps(t *testing.T) {
+	g := startGate(t)
+	ctx := context.Background()
+	var containers []string
+	for i := 0; i < 65; i++ {
+		containers = append(containers, fmt.Sprintf(`{"name":"c%d","image":"%s/gate/x:%d"}`, i, g.s.RegistryHost, i))
+	}
+	review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","kind":{"group":"","version":"v1","kind":"Pod"},` +
+		`"namespace":"prod","operation":"CREATE","object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"many"},"spec":{"containers":[` +
+		strings.Join(containers, ",") + `]}}}}`
+	out, err := g.verifier.Admission(ctx, []byte(review), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"allowed":false`) || !strings.Contains(string(out), "more than 64") {
+		t.Errorf("65 images: %s", out)
+	}
+	var subjects []wire.Subject
+	for i := 0; i < 65; i++ {
+		subjects = append(subjects, wire.Subject{Image: fmt.Sprintf("%s/gate/x:%d", g.s.RegistryHost, i)})
+	}
+	_, err = g.signer.Provenance(ctx, wire.ProvenanceRequest{Subjects: subjects, Source: wire.Source{Repository: "r", Commit: "c"}})
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != http.StatusBadRequest || !strings.Contains(ce.Message, "64") {
+		t.Errorf("65 provenance subjects: %v", err)
 	}
 }

@@ -145,3 +145,14 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestPolicySizeCaps(t *testing.T) {
+	big := "name: x\nmatch: {images: [a]}\nsignatures: {keys: [k]}\ndescription: " + strings.Repeat("y", 300<<10) + "\n"
+	if _, err := Parse([]byte(big)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "bytes") {
+		t.Errorf("a 300 KiB policy: %v", err)
+	}
+	long := "name: x\nmatch: {images: [a]}\nattestations: [{predicateType: 'https://e.x/p', condition: '" + strings.Repeat("true && ", 600) + "true'}]\n"
+	if _, err := Parse([]byte(long)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "4096") {
+		t.Errorf("a condition over 4096 characters: %v", err)
+	}
+}

@@ -75,3 +75,18 @@ func FuzzLoadImage(f *testing.F) {
 		}
 	})
 }
+
+func TestEntryCap(t *testing.T) {
+	files := map[string]string{}
+	for i := 0; i < 20; i++ {
+		files[string(rune('a'+i))] = "x"
+	}
+	s, err := Spool(bytes.NewReader(tarOf(files)), t.TempDir(), Limits{MaxBytes: 1 << 20}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := LoadImage(s, Limits{MaxBytes: 1 << 20, MaxEntries: 10}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("20 entries with a cap of 10: %v, want ErrTooLarge", err)
+	}
+}
