@@ -19,9 +19,6 @@ func verify(g *service.Gate) echo.HandlerFunc {
 			return err
 		}
 		sr := service.VerifyRequest{Image: req.Image, Policy: req.Policy, Namespace: req.Namespace}
-		if req.Policy == "" && req.Namespace == "" {
-			return echo.NewHTTPError(http.StatusBadRequest, "give a policy or a namespace")
-		}
 		if b := req.Breakglass; b != nil {
 			d, err := time.ParseDuration(b.Duration)
 			if err != nil {

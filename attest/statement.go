@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
@@ -123,14 +122,4 @@ func Canonical(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return out, nil
-}
-
-// SubjectDigests lists the digests of subjects, sorted.
-func SubjectDigests(subjects []Subject) []string {
-	out := make([]string, 0, len(subjects))
-	for _, s := range subjects {
-		out = append(out, s.Digest)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -16,7 +16,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -234,14 +233,4 @@ func (k *Key) Sign(ctx context.Context, message []byte) ([]byte, error) {
 		return nil, fmt.Errorf("key %s: %w", k.name, ErrBadSignature)
 	}
 	return sig, nil
-}
-
-// SignReader is Sign for a message given as a reader. The message is read
-// whole, so callers MUST bound it.
-func (k *Key) SignReader(ctx context.Context, r io.Reader) ([]byte, error) {
-	msg, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
-	return k.Sign(ctx, msg)
 }

@@ -113,6 +113,9 @@ func (g *Gate) Verify(ctx context.Context, p Principal, req VerifyRequest) (d De
 	if err := Authorize(p, ActionVerify); err != nil {
 		return Decision{}, err
 	}
+	if req.Policy == "" && req.Namespace == "" {
+		return Decision{}, fmt.Errorf("%w: give a policy or a namespace", ErrInvalid)
+	}
 	if req.Policy != "" {
 		if _, ok := g.policies.Get(req.Policy); !ok {
 			return Decision{}, fmt.Errorf("%w: no policy %q", ErrNotFound, req.Policy)

@@ -207,6 +207,9 @@ func TestGateDecisions(t *testing.T) {
 		if _, err := g.verifier.Verify(context.Background(), wire.VerifyRequest{Image: both.String(), Policy: "nope"}); !errors.As(err, &ce) || ce.Status != http.StatusNotFound {
 			t.Errorf("unknown policy: %v, want 404", err)
 		}
+		if _, err := g.verifier.Verify(context.Background(), wire.VerifyRequest{Image: both.String()}); !errors.As(err, &ce) || ce.Status != http.StatusBadRequest {
+			t.Errorf("neither policy nor namespace: %v, want 400", err)
+		}
 		if d := g.verify(t, wire.VerifyRequest{Image: both.String(), Namespace: "dev"}); d.Allow || !strings.Contains(d.Reason, "no policy") {
 			t.Errorf("no policy for the namespace: %+v, want the default deny", d)
 		}
