@@ -73,7 +73,7 @@ func listAttestations(a *service.Attestations) echo.HandlerFunc {
 		out := wire.AttestationsResponse{Digest: list.Digest, KeySetRevision: list.KeySetRevision, Attestations: []wire.Attestation{}}
 		for _, x := range list.Attestations {
 			out.Attestations = append(out.Attestations, wire.Attestation{Format: x.Format, Ref: x.Ref, PredicateType: x.PredicateType,
-				KeyID: x.KeyID, KeyName: x.KeyName, KeyVersion: x.KeyVersion, SignedAt: x.SignedAt, Valid: x.Valid, Reason: x.Reason, Envelope: x.Envelope})
+				KeyID: x.KeyID, KeyName: x.KeyName, KeyVersion: x.KeyVersion, SignedAt: x.SignedAt, Origin: x.Origin, Valid: x.Valid, Reason: x.Reason, Envelope: x.Envelope})
 		}
 		return c.JSON(http.StatusOK, out)
 	}

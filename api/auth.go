@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -56,15 +57,22 @@ func bearer(r *http.Request) (string, bool) {
 }
 
 // registryAccess guards the embedded registry: pulls (GET, HEAD) are
-// anonymous; everything else needs a token allowing registry.push, given as
-// the basic-auth password (docker login) or as a bearer token. The version
-// check GET /v2/ answers 401 with a Basic challenge to callers without
-// credentials, so that clients know to send them on writes.
-func registryAccess(t *service.Tokens, reg http.Handler) echo.HandlerFunc {
+// anonymous; pushes need a token allowing registry.push whose repository
+// scopes cover the repository, given as the basic-auth password (docker
+// login) or as a bearer token; DELETE needs an admin. The version check
+// GET /v2/ answers 401 with a Basic challenge to callers without
+// credentials, so that clients know to send them on writes. host is the
+// registry's name in image references, against which scopes are matched.
+func registryAccess(t *service.Tokens, host string, reg http.Handler) echo.HandlerFunc {
 	challenge := func(c echo.Context) error {
 		c.Response().Header().Set("WWW-Authenticate", `Basic realm="attestd"`)
 		c.Response().Header().Set("Content-Type", "application/json")
 		return c.String(http.StatusUnauthorized, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+	}
+	refuse := func(c echo.Context, status int, code, msg string) error {
+		b, _ := json.Marshal(map[string]any{"errors": []map[string]string{{"code": code, "message": msg}}})
+		c.Response().Header().Set("Content-Type", "application/json")
+		return c.Blob(status, "application/json", b)
 	}
 	return func(c echo.Context) error {
 		r := c.Request()
@@ -88,10 +96,17 @@ func registryAccess(t *service.Tokens, reg http.Handler) echo.HandlerFunc {
 			return challenge(c)
 		case !read && !hasCred:
 			return challenge(c)
+		case r.Method == http.MethodDelete:
+			if err := service.Authorize(p, service.ActionRegistryDelete); err != nil {
+				return refuse(c, http.StatusForbidden, "DENIED", "deleting from the registry needs an admin token")
+			}
 		case !read:
-			if err := service.Authorize(p, service.ActionPush); err != nil {
-				c.Response().Header().Set("Content-Type", "application/json")
-				return c.String(http.StatusForbidden, `{"errors":[{"code":"DENIED","message":"token lacks the signer role"}]}`)
+			repo, ok := registryRepository(r.URL.Path)
+			if !ok {
+				return refuse(c, http.StatusBadRequest, "NAME_INVALID", "repository name is not in canonical form")
+			}
+			if err := service.AuthorizeRepository(p, service.ActionPush, host+"/"+repo); err != nil {
+				return refuse(c, http.StatusForbidden, "DENIED", err.Error())
 			}
 		}
 		// The registry never sees attestd credentials.
@@ -99,4 +114,30 @@ func registryAccess(t *service.Tokens, reg http.Handler) echo.HandlerFunc {
 		reg.ServeHTTP(c.Response(), r)
 		return nil
 	}
+}
+
+// registryRepository returns the repository name of a registry API path,
+// /v2/<name>/{manifests,blobs,tags,referrers}/…: the name before the last
+// route keyword. It refuses a name with an empty, "." or ".." segment.
+func registryRepository(p string) (string, bool) {
+	rest, ok := strings.CutPrefix(p, "/v2/")
+	if !ok {
+		return "", false
+	}
+	end := -1
+	for _, kw := range []string{"/manifests/", "/blobs/", "/tags/", "/referrers/"} {
+		if i := strings.LastIndex(rest, kw); i > end {
+			end = i
+		}
+	}
+	if end <= 0 {
+		return "", false
+	}
+	name := rest[:end]
+	for _, seg := range strings.Split(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", false
+		}
+	}
+	return name, true
 }

@@ -39,6 +39,9 @@ func verify(g *service.Gate) echo.HandlerFunc {
 		for _, r := range d.Requirements {
 			out.Requirements = append(out.Requirements, wire.Requirement(r))
 		}
+		for _, v := range d.Policies {
+			out.Policies = append(out.Policies, wire.PolicyVerdict(v))
+		}
 		return c.JSON(http.StatusOK, out)
 	}
 }

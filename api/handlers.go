@@ -137,7 +137,7 @@ func createToken(t *service.Tokens) echo.HandlerFunc {
 		if err := decode(c, &req); err != nil {
 			return err
 		}
-		secret, info, err := t.Create(c.Request().Context(), req.Name, req.Roles)
+		secret, info, err := t.Create(c.Request().Context(), req.Name, req.Roles, req.Repositories)
 		if err != nil {
 			return err
 		}
@@ -171,7 +171,7 @@ func revokeToken(t *service.Tokens) echo.HandlerFunc {
 }
 
 func wireToken(x service.TokenInfo) wire.Token {
-	return wire.Token{ID: x.ID, Name: x.Name, Roles: x.Roles, CreatedAt: x.CreatedAt, RevokedAt: x.RevokedAt}
+	return wire.Token{ID: x.ID, Name: x.Name, Roles: x.Roles, Repositories: x.Repositories, CreatedAt: x.CreatedAt, RevokedAt: x.RevokedAt}
 }
 
 // trustedRootJSON is a sigstore trusted root with no CA, log or timestamp

@@ -43,6 +43,9 @@ type Config struct {
 	Artifacts *service.Artifacts
 	// Registry is the embedded registry handler, served under /v2/; nil for none.
 	Registry http.Handler
+	// RegistryHost is the embedded registry's name in image references:
+	// token scopes are matched against RegistryHost/<repository>.
+	RegistryHost string
 	// Ready lists the readiness checks of /readyz.
 	Ready []Check
 	// Metrics is the registry /metrics serves and the HTTP metrics go to.
@@ -54,6 +57,9 @@ type Config struct {
 	MaxPredicateBytes int64
 	// MaxUploadBytes caps an artifact upload.
 	MaxUploadBytes int64
+	// RequestTimeout bounds every /v1 request but uploads; UploadTimeout
+	// bounds an upload. Past either the answer is 503.
+	RequestTimeout, UploadTimeout time.Duration
 }
 
 // New returns the HTTP handler with every route registered.
@@ -84,7 +90,7 @@ func New(cfg Config) *echo.Echo {
 	admissionLimit := middleware.BodyLimit("3MB") // Kubernetes objects are at most 1.5 MiB
 	bigLimit := middleware.BodyLimit(strconv.FormatInt(cfg.MaxPredicateBytes+64<<10, 10) + "B")
 
-	v1 := e.Group("/v1")
+	v1 := e.Group("/v1", deadline(cfg.RequestTimeout, cfg.UploadTimeout))
 	v1.GET("/keys", listKeys(cfg.Keys))
 	v1.GET("/trusted-root", trustedRoot)
 	v1.POST("/keys/:name/activate", activateKey(cfg.Keys), limit, auth)
@@ -108,11 +114,32 @@ func New(cfg Config) *echo.Echo {
 	v1.DELETE("/tokens/:id", revokeToken(cfg.Tokens), auth, require(service.ActionManageTokens))
 
 	if cfg.Registry != nil {
-		reg := registryAccess(cfg.Tokens, cfg.Registry)
+		reg := registryAccess(cfg.Tokens, cfg.RegistryHost, cfg.Registry)
 		e.Any("/v2", reg)
 		e.Any("/v2/*", reg)
 	}
 	return e
+}
+
+// deadline bounds each request: every registry, KMS and database call
+// below it runs under the request's context. An upload (POST /v1/artifacts)
+// gets the upload bound.
+func deadline(request, upload time.Duration) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			d := request
+			if c.Request().Method == http.MethodPost && c.Path() == "/v1/artifacts" {
+				d = upload
+			}
+			if d <= 0 {
+				return next(c)
+			}
+			ctx, cancel := context.WithTimeout(c.Request().Context(), d)
+			defer cancel()
+			c.SetRequest(c.Request().WithContext(ctx))
+			return next(c)
+		}
+	}
 }
 
 func accessLog(log *slog.Logger) echo.MiddlewareFunc {

@@ -15,6 +15,19 @@ const (
 	AnnotationSignedAt = "dev.attestd/signed-at"
 	AnnotationKeyID    = "dev.attestd/key-id"
 	AnnotationKeyVer   = "dev.attestd/key-version"
+	// AnnotationOrigin says who wrote the predicate of an attestation:
+	// OriginAttestd or OriginCaller. Only attestd sets it, inside the signed
+	// statement, so a policy can tell the two apart cryptographically.
+	AnnotationOrigin = "dev.attestd/origin"
+)
+
+// Origins of an attestation's predicate.
+const (
+	// OriginAttestd marks a predicate attestd wrote itself: the provenance
+	// it generates from a CI report, and the SBOMs it catalogs.
+	OriginAttestd = "attestd"
+	// OriginCaller marks a predicate a caller submitted for attestd to sign.
+	OriginCaller = "caller"
 )
 
 // SignMeta is the signed metadata of an attestd signature.
@@ -22,6 +35,9 @@ type SignMeta struct {
 	SignedAt   time.Time
 	KeyID      string
 	KeyVersion string
+	// Origin is who wrote the predicate (attestations only): OriginAttestd,
+	// OriginCaller, or "" where the signature does not say.
+	Origin string
 }
 
 func (m SignMeta) annotations() map[string]string {
@@ -35,6 +51,9 @@ func (m SignMeta) annotations() map[string]string {
 	if m.KeyVersion != "" {
 		out[AnnotationKeyVer] = m.KeyVersion
 	}
+	if m.Origin != "" {
+		out[AnnotationOrigin] = m.Origin
+	}
 	return out
 }
 
@@ -45,6 +64,7 @@ func metaFrom(get func(string) string) SignMeta {
 	}
 	m.KeyID = get(AnnotationKeyID)
 	m.KeyVersion = get(AnnotationKeyVer)
+	m.Origin = get(AnnotationOrigin)
 	return m
 }
 

@@ -3,37 +3,36 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/attestd/attestd/service/workload"
 )
 
 // Admission answers Kubernetes admission reviews: every image of a Pod or
 // workload (containers, init and ephemeral containers) is put to the gate,
 // within a deadline shorter than the webhook's timeout, so that slowness is
-// an explicit deny and never a timeout.
+// an explicit deny and never a timeout. A malformed object is denied with
+// the reason; a kind attestd does not check is denied unless configured
+// otherwise. The validating review denies an image by tag unless every
+// policy judging it allows tags: the mutating review pins tags to the
+// digests it verified, so what is admitted cannot move afterwards.
 type Admission struct {
-	gate     *Gate
-	deadline time.Duration
+	gate         *Gate
+	deadline     time.Duration
+	allowUnknown bool
 }
 
-// NewAdmission returns the admission service.
-func NewAdmission(g *Gate, deadline time.Duration) *Admission {
-	return &Admission{gate: g, deadline: deadline}
-}
-
-// maxAdmissionImages caps the images of one object.
-const maxAdmissionImages = 64
-
-type imageRef struct {
-	path  string // JSON pointer of the image field
-	image string
+// NewAdmission returns the admission service. allowUnknownKinds admits
+// objects of kinds attestd does not check (with a warning); by default
+// they are denied.
+func NewAdmission(g *Gate, deadline time.Duration, allowUnknownKinds bool) *Admission {
+	return &Admission{gate: g, deadline: deadline, allowUnknown: allowUnknownKinds}
 }
 
 // Review decides on one AdmissionReview (admission.k8s.io/v1) and returns
@@ -44,9 +43,9 @@ func (a *Admission) Review(ctx context.Context, p Principal, body []byte, mutate
 	if err := Authorize(p, ActionVerify); err != nil {
 		return nil, err
 	}
-	var review admissionv1.AdmissionReview
-	if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
-		return nil, fmt.Errorf("%w: not an admission.k8s.io/v1 AdmissionReview", ErrInvalid)
+	review, err := workload.Decode(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	req := review.Request
 	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
@@ -60,12 +59,15 @@ func (a *Admission) Review(ctx context.Context, p Principal, body []byte, mutate
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return json.Marshal(review)
 	}
-	images, err := podImages(req.Kind.Kind, req.Object.Raw)
-	if err != nil {
+	images, err := workload.Images(req.Kind.Group, req.Kind.Kind, req.Object.Raw)
+	switch {
+	case errors.Is(err, workload.ErrUnknownKind) && a.allowUnknown:
+		resp.Warnings = append(resp.Warnings, "attestd: "+err.Error()+"; admitted unchecked (admission_unknown_kinds: allow)")
+		return json.Marshal(review)
+	case errors.Is(err, workload.ErrUnknownKind):
+		return deny("attestd: " + err.Error() + "; the default is deny (admission_unknown_kinds)")
+	case err != nil:
 		return deny("attestd: " + err.Error())
-	}
-	if len(images) > maxAdmissionImages {
-		return deny(fmt.Sprintf("attestd: %d images, more than %d", len(images), maxAdmissionImages))
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.deadline)
 	defer cancel()
@@ -75,25 +77,25 @@ func (a *Admission) Review(ctx context.Context, p Principal, body []byte, mutate
 	}
 	results := make(map[string]result)
 	for _, im := range images {
-		if _, done := results[im.image]; done {
+		if _, done := results[im.Image]; done {
 			continue
 		}
-		d, err := a.gate.Verify(ctx, p, VerifyRequest{Image: im.image, Namespace: req.Namespace})
-		results[im.image] = result{d, err}
+		d, err := a.gate.Verify(ctx, p, VerifyRequest{Image: im.Image, Namespace: req.Namespace, RequireDigest: !mutate})
+		results[im.Image] = result{d, err}
 	}
 	var denied []string
 	var patch []map[string]string
 	for _, im := range images {
-		r := results[im.image]
+		r := results[im.Image]
 		switch {
 		case r.err != nil:
-			denied = append(denied, fmt.Sprintf("%s (%s): %v", im.image, im.path, r.err))
+			denied = append(denied, fmt.Sprintf("%s (%s): %v", im.Image, im.Path, r.err))
 		case !r.d.Allow:
-			denied = append(denied, fmt.Sprintf("%s: %s [decision %s]", im.image, r.d.Reason, r.d.ID))
+			denied = append(denied, fmt.Sprintf("%s: %s [decision %s]", im.Image, r.d.Reason, r.d.ID))
 		default:
-			resp.Warnings = append(resp.Warnings, prefix(im.image, r.d.Warnings)...)
-			if mutate && r.d.Image != "" && r.d.Image != im.image {
-				patch = append(patch, map[string]string{"op": "replace", "path": im.path, "value": r.d.Image})
+			resp.Warnings = append(resp.Warnings, prefix(im.Image, r.d.Warnings)...)
+			if mutate && r.d.Image != "" && r.d.Image != im.Image {
+				patch = append(patch, map[string]string{"op": "replace", "path": im.Path, "value": r.d.Image})
 			}
 		}
 	}
@@ -120,73 +122,4 @@ func prefix(image string, ws []string) []string {
 		out = append(out, image+": "+w)
 	}
 	return out
-}
-
-// podImages returns the image fields of a Pod or a workload's pod template.
-func podImages(kind string, raw []byte) ([]imageRef, error) {
-	var spec *corev1.PodSpec
-	var base string
-	decode := func(v any) error {
-		if err := json.Unmarshal(raw, v); err != nil {
-			return fmt.Errorf("cannot read the %s: %w", kind, err)
-		}
-		return nil
-	}
-	switch kind {
-	case "Pod":
-		var o corev1.Pod
-		if err := decode(&o); err != nil {
-			return nil, err
-		}
-		spec, base = &o.Spec, "/spec"
-	case "Deployment":
-		var o appsv1.Deployment
-		if err := decode(&o); err != nil {
-			return nil, err
-		}
-		spec, base = &o.Spec.Template.Spec, "/spec/template/spec"
-	case "ReplicaSet":
-		var o appsv1.ReplicaSet
-		if err := decode(&o); err != nil {
-			return nil, err
-		}
-		spec, base = &o.Spec.Template.Spec, "/spec/template/spec"
-	case "StatefulSet":
-		var o appsv1.StatefulSet
-		if err := decode(&o); err != nil {
-			return nil, err
-		}
-		spec, base = &o.Spec.Template.Spec, "/spec/template/spec"
-	case "DaemonSet":
-		var o appsv1.DaemonSet
-		if err := decode(&o); err != nil {
-			return nil, err
-		}
-		spec, base = &o.Spec.Template.Spec, "/spec/template/spec"
-	case "Job":
-		var o batchv1.Job
-		if err := decode(&o); err != nil {
-			return nil, err
-		}
-		spec, base = &o.Spec.Template.Spec, "/spec/template/spec"
-	case "CronJob":
-		var o batchv1.CronJob
-		if err := decode(&o); err != nil {
-			return nil, err
-		}
-		spec, base = &o.Spec.JobTemplate.Spec.Template.Spec, "/spec/jobTemplate/spec/template/spec"
-	default:
-		return nil, nil // not a workload: nothing to check
-	}
-	var out []imageRef
-	for i, c := range spec.InitContainers {
-		out = append(out, imageRef{fmt.Sprintf("%s/initContainers/%d/image", base, i), c.Image})
-	}
-	for i, c := range spec.Containers {
-		out = append(out, imageRef{fmt.Sprintf("%s/containers/%d/image", base, i), c.Image})
-	}
-	for i, c := range spec.EphemeralContainers {
-		out = append(out, imageRef{fmt.Sprintf("%s/ephemeralContainers/%d/image", base, i), c.Image})
-	}
-	return out, nil
 }

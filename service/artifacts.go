@@ -54,13 +54,9 @@ func (a *Artifacts) Register(ctx context.Context, p Principal, image string) (Ar
 	if err := Authorize(p, ActionSign); err != nil {
 		return Artifact{}, err
 	}
-	ref, err := a.resolve.Parse(image)
+	r, err := pin(ctx, a.resolve, SubjectRef{Image: image}, writeScope(p, ActionSign, nil))
 	if err != nil {
-		return Artifact{}, registryErr(err)
-	}
-	r, err := a.resolve.Resolve(ctx, ref)
-	if err != nil {
-		return Artifact{}, registryErr(err)
+		return Artifact{}, err
 	}
 	return artifact(r), nil
 }
@@ -100,6 +96,9 @@ func (a *Artifacts) Upload(ctx context.Context, p Principal, req UploadRequest) 
 		return Artifact{}, registryErr(err)
 	}
 	repo := ref.Context()
+	if err := AuthorizeRepository(p, ActionPush, repo.Name()); err != nil {
+		return Artifact{}, err
+	}
 	var res oci.Resolved
 	switch req.Kind {
 	case KindImage:

@@ -41,6 +41,7 @@ type Attestations struct {
 	write     attestationWriter
 	read      attestationReader
 	keys      attestKeys
+	locks     writeLocker
 	log       *slog.Logger
 	now       func() time.Time
 	builderID string
@@ -48,25 +49,9 @@ type Attestations struct {
 
 // NewAttestations returns the attestation service. builderID is the SLSA
 // builder id attestd writes into the provenance it generates.
-func NewAttestations(r resolver, w attestationWriter, rd attestationReader, ks attestKeys, builderID string, log *slog.Logger) *Attestations {
-	return &Attestations{resolve: r, write: w, read: rd, keys: ks, log: log, now: time.Now, builderID: builderID}
-}
-
-// SubjectRef names an artifact: an image reference, or a repository and a digest.
-type SubjectRef struct {
-	Image      string
-	Repository string
-	Digest     string
-}
-
-func (s SubjectRef) ref() (string, error) {
-	switch {
-	case s.Image != "" && s.Repository == "" && s.Digest == "":
-		return s.Image, nil
-	case s.Image == "" && s.Repository != "" && s.Digest != "":
-		return s.Repository + "@" + s.Digest, nil
-	}
-	return "", fmt.Errorf("%w: a subject is an image reference, or a repository with a digest", ErrInvalid)
+// locks serializes writes of one subject, shared with the signing service.
+func NewAttestations(r resolver, w attestationWriter, rd attestationReader, ks attestKeys, locks writeLocker, builderID string, log *slog.Logger) *Attestations {
+	return &Attestations{resolve: r, write: w, read: rd, keys: ks, locks: locks, log: log, now: time.Now, builderID: builderID}
 }
 
 // AttestRequest asks for a signed attestation.
@@ -98,6 +83,11 @@ const maxStoredAttestations = 512
 // already attested by the same key for the digest, is not stored again; a
 // different one is appended, and earlier ones stay readable.
 //
+// The statement says, inside what is signed, that the caller wrote the
+// predicate (origin "caller"). A caller may not submit provenance that
+// claims attestd as its builder: only attestd's own provenance path
+// writes that.
+//
 // Partial success: the legacy `.att` is written first; if the referrer
 // write fails the error is returned, and a retry writes only the referrer.
 func (a *Attestations) Attest(ctx context.Context, p Principal, req AttestRequest) (AttestResult, error) {
@@ -107,20 +97,75 @@ func (a *Attestations) Attest(ctx context.Context, p Principal, req AttestReques
 	if err := attest.ValidatePredicate(req.PredicateType, req.Predicate); err != nil {
 		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	if err := a.refuseImpersonation(req.PredicateType, req.Predicate); err != nil {
+		return AttestResult{}, err
+	}
 	key, err := a.signer(req.Key)
 	if err != nil {
 		return AttestResult{}, err
 	}
-	subj, err := a.resolveSubject(ctx, req.Subject, key)
+	subj, err := pin(ctx, a.resolve, req.Subject, writeScope(p, ActionSign, key))
 	if err != nil {
 		return AttestResult{}, err
 	}
-	res, err := a.attest(ctx, key, []oci.Resolved{subj}, req.PredicateType, req.Predicate)
+	res, err := a.attest(ctx, key, []oci.Resolved{subj}, req.PredicateType, req.Predicate, attest.OriginCaller)
 	if err != nil {
 		return AttestResult{}, err
 	}
 	a.log.InfoContext(ctx, "attested", "digest", res.Digest, "predicate_type", res.PredicateType, "key", key.Name(), "caller", p.Name)
 	return res, nil
+}
+
+// attestGenerated signs a predicate attestd wrote itself (an SBOM it
+// cataloged) about a digest already pinned and authorized, with origin
+// "attestd" and the default key.
+func (a *Attestations) attestGenerated(ctx context.Context, d name.Digest, predicateType string, predicate []byte) (AttestResult, error) {
+	key, err := a.signer("")
+	if err != nil {
+		return AttestResult{}, err
+	}
+	if !key.Allows(d.Context().Name()) {
+		return AttestResult{}, fmt.Errorf("%w: key %s may not sign in %s", ErrForbidden, key.Name(), d.Context().Name())
+	}
+	subj, err := pin(ctx, a.resolve, SubjectRef{Image: d.String()}, nil)
+	if err != nil {
+		return AttestResult{}, err
+	}
+	return a.attest(ctx, key, []oci.Resolved{subj}, predicateType, predicate, attest.OriginAttestd)
+}
+
+// refuseImpersonation refuses caller-submitted SLSA provenance that names
+// attestd's builder id (or anything under it, in any letter case) or
+// attestd's own build type: that provenance is attestd's to write.
+func (a *Attestations) refuseImpersonation(predicateType string, predicate []byte) error {
+	if !strings.HasPrefix(predicateType, "https://slsa.dev/provenance/") {
+		return nil
+	}
+	var p struct {
+		Builder    struct{ ID string } `json:"builder"` // v0.1, v0.2
+		BuildType  string              `json:"buildType"`
+		RunDetails struct {
+			Builder struct{ ID string } `json:"builder"`
+		} `json:"runDetails"` // v1
+		BuildDefinition struct {
+			BuildType string `json:"buildType"`
+		} `json:"buildDefinition"`
+	}
+	if err := json.Unmarshal(predicate, &p); err != nil {
+		return fmt.Errorf("%w: provenance: %w", ErrInvalid, err)
+	}
+	own := strings.ToLower(strings.TrimRight(a.builderID, "/"))
+	for _, id := range []string{p.Builder.ID, p.RunDetails.Builder.ID} {
+		if id != "" && strings.HasPrefix(strings.ToLower(strings.TrimSpace(id)), own) {
+			return fmt.Errorf("%w: provenance naming attestd's builder id %s is written only by attestd (POST /v1/provenance); a caller may not submit it", ErrForbidden, a.builderID)
+		}
+	}
+	for _, bt := range []string{p.BuildType, p.BuildDefinition.BuildType} {
+		if strings.EqualFold(strings.TrimSpace(bt), ProvenanceBuildType) {
+			return fmt.Errorf("%w: provenance of build type %s is written only by attestd (POST /v1/provenance)", ErrForbidden, ProvenanceBuildType)
+		}
+	}
+	return nil
 }
 
 func (a *Attestations) signer(name string) (*keys.Key, error) {
@@ -134,27 +179,9 @@ func (a *Attestations) signer(name string) (*keys.Key, error) {
 	return key, nil
 }
 
-func (a *Attestations) resolveSubject(ctx context.Context, s SubjectRef, key *keys.Key) (oci.Resolved, error) {
-	r, err := s.ref()
-	if err != nil {
-		return oci.Resolved{}, err
-	}
-	ref, err := a.resolve.Parse(r)
-	if err != nil {
-		return oci.Resolved{}, registryErr(err)
-	}
-	if key != nil && !key.Allows(ref.Context().Name()) {
-		return oci.Resolved{}, fmt.Errorf("%w: key %s may not sign in %s", ErrForbidden, key.Name(), ref.Context().Name())
-	}
-	subj, err := a.resolve.Resolve(ctx, ref)
-	if err != nil {
-		return oci.Resolved{}, registryErr(err)
-	}
-	return subj, nil
-}
-
 // attest signs one statement about subjects and stores it next to each.
-func (a *Attestations) attest(ctx context.Context, key *keys.Key, subjects []oci.Resolved, predicateType string, predicate []byte) (AttestResult, error) {
+// origin says who wrote the predicate; it is signed with the statement.
+func (a *Attestations) attest(ctx context.Context, key *keys.Key, subjects []oci.Resolved, predicateType string, predicate []byte, origin string) (AttestResult, error) {
 	v, err := key.Verifier()
 	if err != nil {
 		return AttestResult{}, err
@@ -163,7 +190,7 @@ func (a *Attestations) attest(ctx context.Context, key *keys.Key, subjects []oci
 	if err != nil {
 		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	meta := attest.SignMeta{SignedAt: a.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version()}
+	meta := attest.SignMeta{SignedAt: a.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version(), Origin: origin}
 	var ss []attest.Subject
 	for _, s := range subjects {
 		ss = append(ss, attest.Subject{Name: s.Digest.Context().Name(), Digest: s.Digest.DigestStr()})
@@ -176,46 +203,65 @@ func (a *Attestations) attest(ctx context.Context, key *keys.Key, subjects []oci
 	var sig []byte // signed once, on first need
 	for _, subj := range subjects {
 		res.Subjects = append(res.Subjects, subj.Digest.String())
-		legacy, referrer, err := a.existing(ctx, subj.Digest, key, v, predicateType, canon)
+		locs, err := a.store(ctx, subj, key, v, stmt, &sig, predicateType, canon, origin)
 		if err != nil {
-			return AttestResult{}, registryErr(err)
+			return AttestResult{}, err
 		}
-		if (legacy == nil || referrer == nil) && sig == nil {
-			if sig, err = key.Sign(ctx, attest.PAE(attest.InTotoPayloadType, stmt)); err != nil {
-				return AttestResult{}, signErr(err)
-			}
-		}
-		if legacy == nil {
-			env, err := attest.Envelope(attest.InTotoPayloadType, stmt, sig)
-			if err != nil {
-				return AttestResult{}, err
-			}
-			loc, err := a.write.WriteLegacyAttestation(ctx, subj.Digest, env, predicateType)
-			if err != nil {
-				return AttestResult{}, registryErr(fmt.Errorf("store attestation for %s: %w", subj.Digest, err))
-			}
-			legacy = &loc
-		}
-		if referrer == nil {
-			bundle, err := attest.Bundle(attest.InTotoPayloadType, stmt, sig, key.Hint())
-			if err != nil {
-				return AttestResult{}, err
-			}
-			loc, err := a.write.WriteBundleReferrer(ctx, subj, bundle, attest.BundleMediaType, predicateType)
-			if err != nil {
-				return AttestResult{}, registryErr(fmt.Errorf("store attestation referrer for %s: %w (the legacy attestation %s is stored)", subj.Digest, err, legacy.Ref))
-			}
-			referrer = &loc
-		}
-		res.Locations = append(res.Locations, *legacy, *referrer)
+		res.Locations = append(res.Locations, locs...)
 	}
 	return res, nil
 }
 
+// store makes sure the statement is stored about subj in both layouts,
+// holding subj's write lock: what is already there is kept, and the
+// statement is signed (*sig) on first need only.
+func (a *Attestations) store(ctx context.Context, subj oci.Resolved, key *keys.Key, v signature.Verifier, stmt []byte, sig *[]byte, predicateType string, canon []byte, origin string) ([]oci.Location, error) {
+	unlock, err := a.locks.Lock(ctx, subjectKey(subj.Digest))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	legacy, referrer, err := a.existing(ctx, subj.Digest, key, v, predicateType, canon, origin)
+	if err != nil {
+		return nil, registryErr(err)
+	}
+	if (legacy == nil || referrer == nil) && *sig == nil {
+		if *sig, err = key.Sign(ctx, attest.PAE(attest.InTotoPayloadType, stmt)); err != nil {
+			return nil, signErr(err)
+		}
+	}
+	if legacy == nil {
+		env, err := attest.Envelope(attest.InTotoPayloadType, stmt, *sig)
+		if err != nil {
+			return nil, err
+		}
+		loc, err := a.write.WriteLegacyAttestation(ctx, subj.Digest, env, predicateType)
+		if err != nil {
+			return nil, registryErr(fmt.Errorf("store attestation for %s: %w", subj.Digest, err))
+		}
+		legacy = &loc
+	}
+	if referrer == nil {
+		bundle, err := attest.Bundle(attest.InTotoPayloadType, stmt, *sig, key.Hint())
+		if err != nil {
+			return nil, err
+		}
+		loc, err := a.write.WriteBundleReferrer(ctx, subj, bundle, attest.BundleMediaType, predicateType)
+		if err != nil {
+			return nil, registryErr(fmt.Errorf("store attestation referrer for %s: %w (the legacy attestation %s is stored)", subj.Digest, err, legacy.Ref))
+		}
+		referrer = &loc
+	}
+	return []oci.Location{*legacy, *referrer}, nil
+}
+
 // existing finds, in each layout, an attestation of predicateType by key
-// for d whose predicate is canon.
-func (a *Attestations) existing(ctx context.Context, d name.Digest, key *keys.Key, v signature.Verifier, predicateType string, canon []byte) (legacy, referrer *oci.Location, err error) {
+// for d whose predicate is canon, of the same origin.
+func (a *Attestations) existing(ctx context.Context, d name.Digest, key *keys.Key, v signature.Verifier, predicateType string, canon []byte, origin string) (legacy, referrer *oci.Location, err error) {
 	same := func(st *attest.Statement) bool {
+		if st.Meta.Origin != origin {
+			return false
+		}
 		c, err := attest.Canonical(st.Predicate)
 		return err == nil && bytes.Equal(c, canon)
 	}
@@ -262,8 +308,11 @@ type Attestation struct {
 	KeyName       string
 	KeyVersion    string
 	SignedAt      *time.Time
-	Valid         bool
-	Reason        string
+	// Origin is who wrote the predicate, as signed: attest.OriginAttestd,
+	// attest.OriginCaller, or "" where the statement does not say.
+	Origin string
+	Valid  bool
+	Reason string
 	// Envelope is the DSSE envelope JSON, as stored (legacy) or as carried
 	// in the bundle.
 	Envelope json.RawMessage
@@ -285,7 +334,7 @@ func (a *Attestations) List(ctx context.Context, p Principal, s SubjectRef, pred
 	if err := Authorize(p, ActionVerify); err != nil {
 		return AttestationList{}, err
 	}
-	subj, err := a.resolveSubject(ctx, s, nil)
+	subj, err := pin(ctx, a.resolve, s, nil)
 	if err != nil {
 		return AttestationList{}, err
 	}
@@ -345,12 +394,12 @@ func (a *Attestations) judge(at *Attestation, env *attest.BundleEnvelope, d name
 		}
 		st, err := checkDSSE(env, d, v, predicateType)
 		if err != nil {
-			if errors.Is(err, errNotBound) {
+			if reportable(err) {
 				at.Reason = err.Error()
 			}
 			continue
 		}
-		at.PredicateType, at.statement = st.PredicateType, st
+		at.PredicateType, at.statement, at.Origin = st.PredicateType, st, st.Meta.Origin
 		at.KeyID, at.KeyName, at.KeyVersion, at.Reason = e.Key.ID(), e.Key.Name(), st.Meta.KeyVersion, ""
 		if !st.Meta.SignedAt.IsZero() {
 			t := st.Meta.SignedAt
@@ -358,6 +407,10 @@ func (a *Attestations) judge(at *Attestation, env *attest.BundleEnvelope, d name
 		}
 		if st.Meta.KeyID != "" && st.Meta.KeyID != e.Key.ID() {
 			at.Reason = fmt.Sprintf("signed content names key %s, verified with %s", st.Meta.KeyID, e.Key.ID())
+			return
+		}
+		if err := keyScope(e.Key, d); err != nil {
+			at.Reason = err.Error()
 			return
 		}
 		if err := a.keys.Accept(e.Key, st.Meta.SignedAt); err != nil {

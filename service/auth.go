@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/attestd/attestd/internal/repomatch"
 	"github.com/attestd/attestd/storage/index"
 )
 
@@ -41,6 +42,8 @@ const (
 	ActionVerify         Action = "verify"
 	ActionManageKeys     Action = "keys.manage"
 	ActionManagePolicies Action = "policies.manage"
+	// ActionRegistryDelete deletes manifests and tags in the embedded registry.
+	ActionRegistryDelete Action = "registry.delete"
 )
 
 var allowed = map[Action][]string{
@@ -51,6 +54,7 @@ var allowed = map[Action][]string{
 	ActionVerify:         {RoleVerifier, RoleAuditor, RoleSigner},
 	ActionManageKeys:     {},
 	ActionManagePolicies: {},
+	ActionRegistryDelete: {},
 }
 
 // Principal is an authenticated caller.
@@ -58,6 +62,10 @@ type Principal struct {
 	TokenID string
 	Name    string
 	Roles   []string
+	// Repositories are the repository patterns ("host/path" globs, "**" for
+	// all) the caller may write to: sign, attest, upload, push. An admin
+	// may write anywhere.
+	Repositories []string
 }
 
 // Authorize returns nil if p may do a, and an error wrapping ErrForbidden otherwise.
@@ -71,6 +79,24 @@ func Authorize(p Principal, a Action) error {
 		}
 	}
 	return fmt.Errorf("%w: %s needs one of the roles %s", ErrForbidden, a, strings.Join(append([]string{RoleAdmin}, allowed[a]...), ", "))
+}
+
+// AuthorizeRepository returns nil if p may do a, a write, in repository
+// repo ("host/path"), and an error wrapping ErrForbidden otherwise. Every
+// write route MUST call it with the repository it writes to, after the
+// reference is parsed (and so in canonical form) and before any registry call.
+func AuthorizeRepository(p Principal, a Action, repo string) error {
+	if err := Authorize(p, a); err != nil {
+		return err
+	}
+	if slices.Contains(p.Roles, RoleAdmin) || repomatch.Any(p.Repositories, repo) {
+		return nil
+	}
+	scopes := strings.Join(p.Repositories, ", ")
+	if scopes == "" {
+		scopes = "none"
+	}
+	return fmt.Errorf("%w: token %s may not write to %s (its repositories: %s)", ErrForbidden, p.Name, repo, scopes)
 }
 
 type tokenStore interface {
@@ -120,17 +146,25 @@ func (t *Tokens) InternalCredential() string { return t.internal }
 
 // TokenInfo describes a token without its secret.
 type TokenInfo struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	Roles     []string   `json:"roles"`
-	CreatedAt time.Time  `json:"created_at"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	ID    string   `json:"id"`
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"`
+	// Repositories are the patterns the token may write to; "**" is all.
+	Repositories []string   `json:"repositories"`
+	CreatedAt    time.Time  `json:"created_at"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 }
 
 var tokenName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
+// maxTokenRepositories caps the patterns of one token.
+const maxTokenRepositories = 64
+
 // Create issues a token with the given roles and returns its secret once.
-func (t *Tokens) Create(ctx context.Context, name string, roles []string) (string, TokenInfo, error) {
+// A token that may write (the signer role) needs the repositories it may
+// write to; every repository only when said explicitly ("**"). An admin
+// token writes anywhere.
+func (t *Tokens) Create(ctx context.Context, name string, roles, repositories []string) (string, TokenInfo, error) {
 	if !tokenName.MatchString(name) {
 		return "", TokenInfo{}, fmt.Errorf("%w: token name must match %s", ErrInvalid, tokenName)
 	}
@@ -146,6 +180,24 @@ func (t *Tokens) Create(ctx context.Context, name string, roles []string) (strin
 			clean = append(clean, r)
 		}
 	}
+	if len(repositories) > maxTokenRepositories {
+		return "", TokenInfo{}, fmt.Errorf("%w: at most %d repository patterns", ErrInvalid, maxTokenRepositories)
+	}
+	repos := []string{}
+	for _, r := range repositories {
+		if !repomatch.Valid(r) || len(r) > 512 {
+			return "", TokenInfo{}, fmt.Errorf("%w: repository pattern %q: want host/path globs, host/team/** for a subtree, or ** for all", ErrInvalid, r)
+		}
+		if !slices.Contains(repos, r) {
+			repos = append(repos, r)
+		}
+	}
+	switch {
+	case slices.Contains(clean, RoleAdmin):
+		repos = []string{repomatch.All}
+	case slices.Contains(clean, RoleSigner) && len(repos) == 0:
+		return "", TokenInfo{}, fmt.Errorf("%w: a signer token needs the repositories it may write to (--repository host/team/**; ** for every repository)", ErrInvalid)
+	}
 	secret, err := newSecret()
 	if err != nil {
 		return "", TokenInfo{}, err
@@ -154,7 +206,7 @@ func (t *Tokens) Create(ctx context.Context, name string, roles []string) (strin
 	if _, err := rand.Read(idb); err != nil {
 		return "", TokenInfo{}, err
 	}
-	tok := index.Token{ID: hex.EncodeToString(idb), Name: name, Roles: clean, Hash: hashToken(secret), CreatedAt: t.now().UTC().Truncate(time.Second)}
+	tok := index.Token{ID: hex.EncodeToString(idb), Name: name, Roles: clean, Repositories: repos, Hash: hashToken(secret), CreatedAt: t.now().UTC().Truncate(time.Second)}
 	if err := t.store.InsertToken(ctx, tok); err != nil {
 		return "", TokenInfo{}, err
 	}
@@ -162,7 +214,7 @@ func (t *Tokens) Create(ctx context.Context, name string, roles []string) (strin
 }
 
 func info(t index.Token) TokenInfo {
-	return TokenInfo{ID: t.ID, Name: t.Name, Roles: t.Roles, CreatedAt: t.CreatedAt, RevokedAt: t.RevokedAt}
+	return TokenInfo{ID: t.ID, Name: t.Name, Roles: t.Roles, Repositories: t.Repositories, CreatedAt: t.CreatedAt, RevokedAt: t.RevokedAt}
 }
 
 // maxTokensListed caps a token listing.
@@ -198,7 +250,7 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (Principal, er
 		return Principal{}, ErrUnauthenticated
 	}
 	if subtle.ConstantTimeCompare([]byte(secret), []byte(t.internal)) == 1 {
-		return Principal{TokenID: "internal", Name: "attestd", Roles: []string{RoleSigner}}, nil
+		return Principal{TokenID: "internal", Name: "attestd", Roles: []string{RoleSigner}, Repositories: []string{repomatch.All}}, nil
 	}
 	tok, err := t.store.TokenByHash(ctx, hashToken(secret))
 	if errors.Is(err, index.ErrNotFound) {
@@ -207,7 +259,7 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (Principal, er
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: token lookup: %w", ErrUnavailable, err)
 	}
-	return Principal{TokenID: tok.ID, Name: tok.Name, Roles: tok.Roles}, nil
+	return Principal{TokenID: tok.ID, Name: tok.Name, Roles: tok.Roles, Repositories: tok.Repositories}, nil
 }
 
 // Bootstrap creates the first admin token and writes its secret to path with
@@ -221,7 +273,7 @@ func (t *Tokens) Bootstrap(ctx context.Context, path string) (bool, error) {
 	if n > 0 {
 		return false, nil
 	}
-	secret, _, err := t.Create(ctx, "bootstrap-admin", []string{RoleAdmin})
+	secret, _, err := t.Create(ctx, "bootstrap-admin", []string{RoleAdmin}, nil)
 	if err != nil {
 		return false, err
 	}

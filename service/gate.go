@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -69,9 +68,14 @@ func NewGate(r resolver, sigs *Verification, atts *Attestations, ks gateKeys, ps
 // VerifyRequest asks whether an image may run.
 type VerifyRequest struct {
 	Image string
-	// Policy names the policy; or else Namespace selects one (admission).
+	// Policy names the policy; or else Namespace selects every policy
+	// covering the image there (admission), and each must pass.
 	Policy    string
 	Namespace string
+	// RequireDigest denies an image given by tag unless every policy
+	// judging it allows tags (the validating admission webhook: a tag
+	// admitted unpinned can move after admission).
+	RequireDigest bool
 	// Breakglass, if set, asks to allow despite the policy.
 	Breakglass *BreakglassRequest
 }
@@ -84,30 +88,45 @@ type BreakglassRequest struct {
 
 // Requirement is one checked requirement of a policy.
 type Requirement struct {
+	// Policy names the policy, where several judged the image.
+	Policy string `json:"policy,omitempty"`
 	Name   string `json:"name"`
 	Pass   bool   `json:"pass"`
 	Reason string `json:"reason"`
 }
 
+// PolicyVerdict is one policy's verdict within a decision.
+type PolicyVerdict struct {
+	Name     string `json:"name"`
+	Revision string `json:"revision"`
+	Mode     string `json:"mode"`
+	Allow    bool   `json:"allow"`
+	Reason   string `json:"reason"`
+}
+
 // Decision is the gate's answer.
 type Decision struct {
-	ID             string        `json:"id"`
-	Allow          bool          `json:"allow"`
-	Image          string        `json:"image"`
-	Digest         string        `json:"digest"`
-	Policy         string        `json:"policy"`
-	Revision       string        `json:"policy_revision"`
-	KeySetRevision int64         `json:"key_set_revision"`
-	Mode           string        `json:"mode"`
-	Requirements   []Requirement `json:"requirements"`
-	Warnings       []string      `json:"warnings,omitempty"`
-	Reason         string        `json:"reason"`
-	Breakglass     string        `json:"breakglass,omitempty"`
-	Cached         bool          `json:"cached"`
+	ID     string `json:"id"`
+	Allow  bool   `json:"allow"`
+	Image  string `json:"image"`
+	Digest string `json:"digest"`
+	// Policy, Revision and Mode name the policies that judged the image,
+	// comma-separated where several did.
+	Policy         string          `json:"policy"`
+	Revision       string          `json:"policy_revision"`
+	KeySetRevision int64           `json:"key_set_revision"`
+	Mode           string          `json:"mode"`
+	Policies       []PolicyVerdict `json:"policies,omitempty"`
+	Requirements   []Requirement   `json:"requirements"`
+	Warnings       []string        `json:"warnings,omitempty"`
+	Reason         string          `json:"reason"`
+	Breakglass     string          `json:"breakglass,omitempty"`
+	Cached         bool            `json:"cached"`
 }
 
 // Verify decides on req. It returns an error only for a request that is
-// malformed or not allowed (unknown policy, no role); every failure to
+// malformed or not allowed (a reference that does not parse or names an
+// unconfigured registry, an unknown policy, no role); every failure to
 // decide is a deny decision with the reason.
 func (g *Gate) Verify(ctx context.Context, p Principal, req VerifyRequest) (d Decision, err error) {
 	if err := Authorize(p, ActionVerify); err != nil {
@@ -121,6 +140,10 @@ func (g *Gate) Verify(ctx context.Context, p Principal, req VerifyRequest) (d De
 			return Decision{}, fmt.Errorf("%w: no policy %q", ErrNotFound, req.Policy)
 		}
 	}
+	ref, err := g.resolve.Parse(req.Image)
+	if err != nil {
+		return Decision{}, registryErr(err)
+	}
 	d = Decision{ID: newID(), Image: req.Image, Requirements: []Requirement{}}
 	defer func() {
 		if r := recover(); r != nil {
@@ -132,34 +155,51 @@ func (g *Gate) Verify(ctx context.Context, p Principal, req VerifyRequest) (d De
 	}()
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	d = g.decide(ctx, req, d)
+	d = g.decide(ctx, req, ref, d)
 	return d, nil
 }
 
-func (g *Gate) decide(ctx context.Context, req VerifyRequest, d Decision) Decision {
+// judged is one policy's outcome before the decision combines them.
+type judged struct {
+	pol      *policy.Policy
+	reqs     []Requirement
+	failed   []string
+	verdict  PolicyVerdict
+	warnings []string
+}
+
+func (g *Gate) decide(ctx context.Context, req VerifyRequest, ref name.Reference, d Decision) Decision {
 	deny := func(reason string) Decision {
 		d.Allow, d.Reason = false, "deny: "+reason
 		return d
 	}
-	ref, err := g.resolve.Parse(req.Image)
-	if err != nil {
-		return deny(err.Error())
-	}
-	var pol *policy.Policy
+	repo := ref.Context().Name()
+	var pols []*policy.Policy
 	if req.Policy != "" {
-		pol, _ = g.policies.Get(req.Policy)
-		if !pol.CoversImage(ref.Context().Name()) {
-			return deny(fmt.Sprintf("policy %s does not cover %s", pol.Name, ref.Context().Name()))
+		pol, _ := g.policies.Get(req.Policy)
+		if !pol.CoversImage(repo) {
+			return deny(fmt.Sprintf("policy %s does not cover %s", pol.Name, repo))
 		}
-	} else {
-		var ok bool
-		if pol, ok = g.policies.ForAdmission(req.Namespace, ref.Context().Name()); !ok {
-			return deny(fmt.Sprintf("no policy covers %s in namespace %q (the default is deny)", ref.Context().Name(), req.Namespace))
+		pols = []*policy.Policy{pol}
+	} else if pols = g.policies.Covering(req.Namespace, repo); len(pols) == 0 {
+		return deny(fmt.Sprintf("no policy covers %s in namespace %q (the default is deny)", repo, req.Namespace))
+	}
+	var names, revs, modes []string
+	for _, pol := range pols {
+		names, revs, modes = append(names, pol.Name), append(revs, pol.Revision()), append(modes, string(pol.Mode))
+	}
+	d.Policy, d.Revision, d.Mode = strings.Join(names, ","), strings.Join(revs, ","), strings.Join(modes, ",")
+	dg, pinned := ref.(name.Digest)
+	if req.RequireDigest && !pinned {
+		for _, pol := range pols {
+			if !pol.AllowTags {
+				return deny(fmt.Sprintf("%s is a tag, not pinned by digest: the mutating webhook pins tags, or policy %s may set allowTags", req.Image, pol.Name))
+			}
 		}
 	}
-	d.Policy, d.Revision, d.Mode = pol.Name, pol.Revision(), string(pol.Mode)
 	var subj oci.Resolved
-	if dg, ok := ref.(name.Digest); ok && g.cachedAllow(dg, pol) {
+	var err error
+	if pinned && g.allCachedAllow(dg, pols) {
 		// A digest is its own content address, and its evidence was
 		// verified within the TTL: no registry round trip.
 		subj.Digest = dg
@@ -169,64 +209,124 @@ func (g *Gate) decide(ctx context.Context, req VerifyRequest, d Decision) Decisi
 	d.Image, d.Digest = subj.Digest.String(), subj.Digest.DigestStr()
 	d.KeySetRevision = g.keys.Revision()
 
-	reqs, cachedHit, err := g.requirements(ctx, pol, subj)
-	if err != nil {
-		return deny(err.Error())
-	}
-	d.Requirements, d.Cached = reqs, cachedHit
-	var failed []string
-	for _, r := range reqs {
-		if !r.Pass {
-			failed = append(failed, r.Name+": "+r.Reason)
+	// One read memo for the whole decision: each registry object is read
+	// once, however many policies and requirements need it.
+	ctx = oci.WithReadMemo(ctx)
+	var results []judged
+	allCached := true
+	for _, pol := range pols {
+		reqs, cachedHit, err := g.requirements(ctx, pol, subj)
+		if err != nil {
+			return deny(err.Error())
 		}
-	}
-	if len(failed) == 0 {
-		d.Allow, d.Reason = true, "allow: every requirement of "+pol.Name+" holds"
-		return d
-	}
-	if b := req.Breakglass; b != nil {
-		if err := pol.BreakglassFor(b.Justification, b.Duration); err != nil {
-			return deny(strings.Join(failed, "; ") + "; breakglass refused: " + err.Error())
+		allCached = allCached && cachedHit
+		j := judged{pol: pol, reqs: reqs, verdict: PolicyVerdict{Name: pol.Name, Revision: pol.Revision(), Mode: string(pol.Mode)}}
+		for _, r := range reqs {
+			if len(pols) > 1 {
+				r.Policy = pol.Name
+			}
+			d.Requirements = append(d.Requirements, r)
+			if !r.Pass {
+				j.failed = append(j.failed, r.Name+": "+r.Reason)
+			}
 		}
-		d.Allow, d.Breakglass = true, fmt.Sprintf("%s (until %s)", b.Justification, g.now().Add(b.Duration).UTC().Format(time.RFC3339))
-		d.Reason = "allow by breakglass: " + strings.Join(failed, "; ")
-		return d
+		results = append(results, j)
 	}
-	switch pol.Mode {
-	case policy.Warn:
-		d.Allow, d.Warnings, d.Reason = true, failed, "allow with warnings (mode warn)"
-	case policy.Audit:
-		d.Allow, d.Reason = true, "allow (mode audit); would deny: "+strings.Join(failed, "; ")
+	d.Cached = allCached
+	return g.combine(req, d, results)
+}
+
+// combine turns the policies' outcomes into one decision: every policy
+// must allow, each by its own mode or breakglass.
+func (g *Gate) combine(req VerifyRequest, d Decision, results []judged) Decision {
+	d.Allow = true
+	var denials, audits, glassed []string
+	for i := range results {
+		j := &results[i]
+		v := &j.verdict
+		prefix := ""
+		if len(results) > 1 {
+			prefix = j.pol.Name + ": "
+		}
+		switch {
+		case len(j.failed) == 0:
+			v.Allow, v.Reason = true, "every requirement holds"
+		case req.Breakglass != nil:
+			b := req.Breakglass
+			if err := j.pol.BreakglassFor(b.Justification, b.Duration); err != nil {
+				v.Reason = strings.Join(j.failed, "; ") + "; breakglass refused: " + err.Error()
+				denials = append(denials, prefix+v.Reason)
+			} else {
+				v.Allow, v.Reason = true, "allowed by breakglass: "+strings.Join(j.failed, "; ")
+				glassed = append(glassed, prefix+strings.Join(j.failed, "; "))
+			}
+		case j.pol.Mode == policy.Warn:
+			v.Allow, v.Reason = true, "allow with warnings (mode warn)"
+			for _, f := range j.failed {
+				d.Warnings = append(d.Warnings, prefix+f)
+			}
+		case j.pol.Mode == policy.Audit:
+			v.Allow, v.Reason = true, "allow (mode audit); would deny: "+strings.Join(j.failed, "; ")
+			audits = append(audits, prefix+strings.Join(j.failed, "; "))
+		default:
+			v.Reason = strings.Join(j.failed, "; ")
+			denials = append(denials, prefix+v.Reason)
+		}
+		d.Policies = append(d.Policies, *v)
+	}
+	switch {
+	case len(denials) > 0:
+		d.Allow, d.Reason = false, "deny: "+strings.Join(denials, "; ")
+	case len(glassed) > 0:
+		b := req.Breakglass
+		d.Breakglass = fmt.Sprintf("%s (until %s)", b.Justification, g.now().Add(b.Duration).UTC().Format(time.RFC3339))
+		d.Reason = "allow by breakglass: " + strings.Join(glassed, "; ")
+	case len(audits) > 0:
+		d.Reason = "allow (mode audit); would deny: " + strings.Join(audits, "; ")
+	case len(d.Warnings) > 0:
+		d.Reason = "allow with warnings (mode warn)"
 	default:
-		d = deny(strings.Join(failed, "; "))
+		names := make([]string, 0, len(results))
+		for _, j := range results {
+			names = append(names, j.pol.Name)
+		}
+		d.Reason = "allow: every requirement of " + strings.Join(names, " and ") + " holds"
 	}
 	return d
 }
 
-// requirements checks the policy's requirements on subj, from the cache
-// when the same digest, policy revision and key-set revision were checked
-// lately. Identical concurrent checks run once. A failure to read evidence
-// is an error and is not cached.
+// cacheKey keys a verdict by repository and digest, policy revision and
+// key-set revision: never by tag, and never across repositories, since
+// evidence and key scopes belong to a repository.
 func (g *Gate) cacheKey(d name.Digest, pol *policy.Policy) string {
-	return fmt.Sprintf("%s|%s|%s|%d", d.DigestStr(), pol.Name, pol.Revision(), g.keys.Revision())
+	return fmt.Sprintf("%s|%s|%s|%s|%d", d.Context().Name(), d.DigestStr(), pol.Name, pol.Revision(), g.keys.Revision())
 }
 
-// cachedAllow reports whether an unexpired allow is cached for d and pol.
-func (g *Gate) cachedAllow(d name.Digest, pol *policy.Policy) bool {
-	key := g.cacheKey(d, pol)
+// allCachedAllow reports whether an unexpired allow is cached for d under
+// every policy of pols.
+func (g *Gate) allCachedAllow(d name.Digest, pols []*policy.Policy) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	c, ok := g.cache[key]
-	return ok && g.now().Before(c.expires)
+	for _, pol := range pols {
+		c, ok := g.cache[g.cacheKey(d, pol)]
+		if !ok || !g.now().Before(c.expires) {
+			return false
+		}
+	}
+	return true
 }
 
+// requirements checks the policy's requirements on subj, from the cache
+// when the same repository, digest, policy revision and key-set revision
+// were checked lately. Identical concurrent checks run once. A failure to
+// read evidence is an error and is not cached.
 func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Resolved) ([]Requirement, bool, error) {
 	key := g.cacheKey(subj.Digest, pol)
 	g.mu.Lock()
 	c, ok := g.cache[key]
 	g.mu.Unlock()
 	if ok && g.now().Before(c.expires) {
-		return c.reqs, true, nil
+		return slices.Clone(c.reqs), true, nil
 	}
 	v, err, _ := g.flight.Do(key, func() (any, error) {
 		reqs, err := g.check(ctx, pol, subj.Digest)
@@ -251,7 +351,7 @@ func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Re
 	if err != nil {
 		return nil, false, err
 	}
-	return v.([]Requirement), false, nil
+	return slices.Clone(v.([]Requirement)), false, nil
 }
 
 // check runs the policy's requirements on d, concurrently; any failure to
@@ -262,7 +362,7 @@ func (g *Gate) check(ctx context.Context, pol *policy.Policy, d name.Digest) ([]
 		n++
 	}
 	reqs := make([]Requirement, n)
-	eg, ctx := errgroup.WithContext(oci.WithReadMemo(ctx))
+	eg, ctx := errgroup.WithContext(ctx)
 	i := 0
 	if pol.Signatures != nil {
 		eg.Go(func() (err error) { reqs[0], err = g.checkSignatures(ctx, pol.Signatures, d); return err })
@@ -333,6 +433,14 @@ func (g *Gate) checkAttestation(ctx context.Context, pol *policy.Policy, i int, 
 				}
 				continue
 			}
+			if !a.Accepts(at.Origin) {
+				origin := at.Origin
+				if origin == "" {
+					origin = "unstated"
+				}
+				reasons = append(reasons, fmt.Sprintf("origin %s; the policy accepts only origin %s", origin, a.Origin))
+				continue
+			}
 			valid++
 			var pred any
 			if err := json.Unmarshal(at.statement.Predicate, &pred); err != nil {
@@ -343,7 +451,7 @@ func (g *Gate) checkAttestation(ctx context.Context, pol *policy.Policy, i int, 
 			if at.SignedAt != nil {
 				signedAt = *at.SignedAt
 			}
-			ok, err := pol.Eval(i, policy.Input{Predicate: pred, PredicateType: a.PredicateType, Digest: d.DigestStr(), SignedAt: signedAt, Now: g.now().UTC()})
+			ok, err := pol.Eval(i, policy.Input{Predicate: pred, PredicateType: a.PredicateType, Digest: d.DigestStr(), SignedAt: signedAt, Now: g.now().UTC(), Origin: at.Origin})
 			switch {
 			case err != nil:
 				reasons = append(reasons, "condition: "+err.Error())
@@ -408,68 +516,4 @@ func (g *Gate) record(ctx context.Context, p Principal, req VerifyRequest, d Dec
 	if err != nil {
 		g.log.ErrorContext(ctx, "decision not recorded", "decision_id", d.ID, "err", err.Error())
 	}
-}
-
-// errPolicy wraps policy errors as invalid requests.
-func policyErr(err error) error {
-	if errors.Is(err, policy.ErrInvalid) {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	return err
-}
-
-// Policies manages the gate's policies at run time. Policies put through
-// the API are stored in the index and outlive restarts.
-type Policies struct {
-	set   *policy.Set
-	store policyStore
-}
-
-type policyStore interface {
-	PutPolicy(ctx context.Context, name string, doc []byte) error
-	DeletePolicy(ctx context.Context, name string) error
-}
-
-// NewPolicies returns the policy service over set.
-func NewPolicies(set *policy.Set, store policyStore) *Policies {
-	return &Policies{set: set, store: store}
-}
-
-// Put validates doc and adds or replaces its policy. A bad policy is
-// refused with the reason and changes nothing.
-func (s *Policies) Put(ctx context.Context, p Principal, doc []byte) (*policy.Policy, error) {
-	if err := Authorize(p, ActionManagePolicies); err != nil {
-		return nil, err
-	}
-	pol, err := policy.Parse(doc)
-	if err != nil {
-		return nil, policyErr(err)
-	}
-	if err := s.store.PutPolicy(ctx, pol.Name, doc); err != nil {
-		return nil, err
-	}
-	s.set.Put(pol)
-	return pol, nil
-}
-
-// Delete removes a policy.
-func (s *Policies) Delete(ctx context.Context, p Principal, name string) error {
-	if err := Authorize(p, ActionManagePolicies); err != nil {
-		return err
-	}
-	if err := s.store.DeletePolicy(ctx, name); err != nil && !errors.Is(err, index.ErrNotFound) {
-		return err
-	}
-	if !s.set.Delete(name) {
-		return fmt.Errorf("%w: no policy %q", ErrNotFound, name)
-	}
-	return nil
-}
-
-// List returns the policies.
-func (s *Policies) List(p Principal) ([]*policy.Policy, error) {
-	if err := Authorize(p, ActionVerify); err != nil {
-		return nil, err
-	}
-	return s.set.All(), nil
 }

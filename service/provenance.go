@@ -71,7 +71,7 @@ func (a *Attestations) Provenance(ctx context.Context, p Principal, req Provenan
 	}
 	var subjects []oci.Resolved
 	for _, s := range req.Subjects {
-		r, err := a.resolveSubject(ctx, s, key)
+		r, err := pin(ctx, a.resolve, s, writeScope(p, ActionSign, key))
 		if err != nil {
 			return AttestResult{}, err
 		}
@@ -113,7 +113,7 @@ func (a *Attestations) Provenance(ctx context.Context, p Principal, req Provenan
 	if err != nil {
 		return AttestResult{}, err
 	}
-	res, err := a.attest(ctx, key, subjects, attest.PredicateSLSAProvenanceV1, b)
+	res, err := a.attest(ctx, key, subjects, attest.PredicateSLSAProvenanceV1, b, attest.OriginAttestd)
 	if err != nil {
 		return AttestResult{}, err
 	}

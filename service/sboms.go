@@ -170,7 +170,7 @@ func (s *SBOMs) Request(ctx context.Context, p Principal, req SBOMRequest) (JobI
 	}
 	slices.Sort(req.Formats)
 	req.Formats = slices.Compact(req.Formats)
-	subj, err := s.atts.resolveSubject(ctx, req.Subject, nil)
+	subj, err := pin(ctx, s.resolve, req.Subject, writeScope(p, ActionSign, nil))
 	if err != nil {
 		return JobInfo{}, err
 	}
@@ -302,8 +302,7 @@ func (s *SBOMs) work(ctx context.Context, job *river.Job[SBOMArgs]) error {
 			return river.JobCancel(err)
 		}
 		pt, _ := sbom.PredicateType(f)
-		res, err := s.atts.Attest(ctx, Principal{Name: "sbom-worker", Roles: []string{RoleSigner}},
-			AttestRequest{Subject: SubjectRef{Image: d.String()}, PredicateType: pt, Predicate: b})
+		res, err := s.atts.attestGenerated(ctx, d, pt, b)
 		if err != nil {
 			return fmt.Errorf("attest %s: %w", f, err)
 		}

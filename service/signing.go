@@ -43,13 +43,15 @@ type Signing struct {
 	write   signatureWriter
 	read    signatureReader
 	keys    signerSet
+	locks   writeLocker
 	log     *slog.Logger
 	now     func() time.Time
 }
 
-// NewSigning returns the signing service.
-func NewSigning(r resolver, w signatureWriter, rd signatureReader, ks signerSet, log *slog.Logger) *Signing {
-	return &Signing{resolve: r, write: w, read: rd, keys: ks, log: log, now: time.Now}
+// NewSigning returns the signing service. locks serializes writes of one
+// subject; they are shared with the attestation service.
+func NewSigning(r resolver, w signatureWriter, rd signatureReader, ks signerSet, locks writeLocker, log *slog.Logger) *Signing {
+	return &Signing{resolve: r, write: w, read: rd, keys: ks, locks: locks, log: log, now: time.Now}
 }
 
 // SignRequest asks for an image signature.
@@ -84,6 +86,10 @@ const maxStoredSignatures = 256
 // key for the same digest, is kept and reported as existing: the KMS is not
 // asked again.
 //
+// Writes of one subject are serialized (see writeLocker): concurrent signs
+// by several keys each leave their signature, and concurrent signs by one
+// key leave one copy in each layout.
+//
 // Partial success: the legacy tag is written first. If the referrer write
 // then fails, the error is returned and the legacy signature stays; a retry
 // finds it and writes only the referrer.
@@ -102,8 +108,8 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 	if err != nil {
 		return SignResult{}, registryErr(err)
 	}
-	if repo := ref.Context().Name(); !key.Allows(repo) {
-		return SignResult{}, fmt.Errorf("%w: key %s may not sign in %s (allowed: %s)", ErrForbidden, key.Name(), repo, strings.Join(key.Repositories(), ", "))
+	if err := writeScope(p, ActionSign, key)(ref.Context().Name()); err != nil {
+		return SignResult{}, err
 	}
 	subj, err := s.resolve.Resolve(ctx, ref)
 	if err != nil {
@@ -114,6 +120,11 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 	if err != nil {
 		return SignResult{}, err
 	}
+	unlock, err := s.locks.Lock(ctx, subjectKey(d))
+	if err != nil {
+		return SignResult{}, err
+	}
+	defer unlock()
 	legacy, referrer, err := s.existing(ctx, d, key, v)
 	if err != nil {
 		return SignResult{}, registryErr(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -19,6 +20,18 @@ import (
 // another kind of statement: it proves nothing about this image.
 var errNotBound = errors.New("signed content is not about this digest")
 
+// errBadContent means a signature verifies but what it signs is malformed
+// (a statement without a predicate, a payload that does not parse): it
+// proves nothing, and the reason says what is wrong with it.
+var errBadContent = errors.New("signed content is malformed")
+
+// reportable reports whether a check error says something about the
+// evidence itself (and so belongs in the reason), rather than only that
+// this key did not verify it.
+func reportable(err error) bool {
+	return errors.Is(err, errNotBound) || errors.Is(err, errBadContent)
+}
+
 // checkLegacy verifies a cosign simple-signing signature with v and checks
 // that it signs d. It returns the signed metadata.
 func checkLegacy(sg oci.StoredSignature, d name.Digest, v signature.Verifier) error {
@@ -32,7 +45,7 @@ func legacyMeta(sg oci.StoredSignature, d name.Digest, v signature.Verifier) (at
 	}
 	dg, meta, err := attest.ParseSimpleSigning(sg.Payload)
 	if err != nil {
-		return attest.SignMeta{}, err
+		return attest.SignMeta{}, fmt.Errorf("%w: %w", errBadContent, err)
 	}
 	if dg != d.DigestStr() {
 		return attest.SignMeta{}, fmt.Errorf("%w: it signs %s", errNotBound, dg)
@@ -73,7 +86,7 @@ func checkDSSE(env *attest.BundleEnvelope, d name.Digest, v signature.Verifier, 
 	}
 	st, err := attest.ParseStatement(env.Payload)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errBadContent, err)
 	}
 	if predicateType != "" && st.PredicateType != predicateType {
 		return nil, fmt.Errorf("%w: predicate type %s", errNotBound, st.PredicateType)
@@ -84,6 +97,16 @@ func checkDSSE(env *attest.BundleEnvelope, d name.Digest, v signature.Verifier, 
 		}
 	}
 	return nil, fmt.Errorf("%w: subjects %v", errNotBound, st.Subjects)
+}
+
+// keyScope refuses evidence about d made by a key scoped to other
+// repositories: a key that may not sign in a repository proves nothing there,
+// even when its signature was copied along with the image.
+func keyScope(k *keys.Key, d name.Digest) error {
+	if repo := d.Context().Name(); !k.Allows(repo) {
+		return fmt.Errorf("key %s is scoped to %s, not %s", k.Name(), strings.Join(k.Repositories(), ", "), repo)
+	}
+	return nil
 }
 
 type verifySet interface {
@@ -170,12 +193,12 @@ func (s *Verification) report(ctx context.Context, d name.Digest) (SignatureRepo
 			}
 			meta, err := legacyMeta(sg, d, v)
 			if err != nil {
-				if errors.Is(err, errNotBound) {
+				if reportable(err) {
 					c.Reason = err.Error()
 				}
 				continue
 			}
-			s.judge(&c, e.Key, meta)
+			s.judge(&c, e.Key, meta, d)
 			break
 		}
 		rep.Signatures = append(rep.Signatures, c)
@@ -194,12 +217,12 @@ func (s *Verification) report(ctx context.Context, d name.Digest) (SignatureRepo
 			}
 			st, err := checkBundle(b.Bundle, d, string(e.Key.Hint()), v, attest.CosignSignPredicateType)
 			if err != nil {
-				if errors.Is(err, errNotBound) {
+				if reportable(err) {
 					c.Reason = err.Error()
 				}
 				continue
 			}
-			s.judge(&c, e.Key, st.Meta)
+			s.judge(&c, e.Key, st.Meta, d)
 			break
 		}
 		rep.Signatures = append(rep.Signatures, c)
@@ -210,8 +233,9 @@ func (s *Verification) report(ctx context.Context, d name.Digest) (SignatureRepo
 	return rep, nil
 }
 
-// judge applies the key's state and window to a signature that verified.
-func (s *Verification) judge(c *SignatureCheck, k *keys.Key, meta attest.SignMeta) {
+// judge applies the key's repository scope, state and window to a
+// signature that verified for d.
+func (s *Verification) judge(c *SignatureCheck, k *keys.Key, meta attest.SignMeta, d name.Digest) {
 	c.KeyID, c.KeyName, c.KeyVersion, c.Reason = k.ID(), k.Name(), meta.KeyVersion, ""
 	if !meta.SignedAt.IsZero() {
 		t := meta.SignedAt
@@ -219,6 +243,10 @@ func (s *Verification) judge(c *SignatureCheck, k *keys.Key, meta attest.SignMet
 	}
 	if meta.KeyID != "" && meta.KeyID != k.ID() {
 		c.Reason = fmt.Sprintf("signed content names key %s, verified with %s", meta.KeyID, k.ID())
+		return
+	}
+	if err := keyScope(k, d); err != nil {
+		c.Reason = err.Error()
 		return
 	}
 	if err := s.keys.Accept(k, meta.SignedAt); err != nil {

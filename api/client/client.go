@@ -145,10 +145,11 @@ func (c *Client) Signatures(ctx context.Context, image string) (wire.SignaturesR
 	return out, err
 }
 
-// CreateToken issues a token; its Secret is set only in this response.
-func (c *Client) CreateToken(ctx context.Context, name string, roles []string) (wire.Token, error) {
+// CreateToken issues a token that may write to repositories (patterns;
+// "**" for all); its Secret is set only in this response.
+func (c *Client) CreateToken(ctx context.Context, name string, roles, repositories []string) (wire.Token, error) {
 	var out wire.Token
-	err := c.do(ctx, http.MethodPost, "/v1/tokens", wire.CreateTokenRequest{Name: name, Roles: roles}, &out)
+	err := c.do(ctx, http.MethodPost, "/v1/tokens", wire.CreateTokenRequest{Name: name, Roles: roles, Repositories: repositories}, &out)
 	return out, err
 }
 

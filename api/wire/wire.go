@@ -103,16 +103,21 @@ type SignaturesResponse struct {
 type CreateTokenRequest struct {
 	Name  string   `json:"name"`
 	Roles []string `json:"roles"`
+	// Repositories are the patterns the token may write to ("**": all);
+	// required for the signer role.
+	Repositories []string `json:"repositories,omitempty"`
 }
 
 // Token describes a token; Secret is set only in the response to its creation.
 type Token struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	Roles     []string   `json:"roles"`
-	CreatedAt time.Time  `json:"created_at"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-	Secret    string     `json:"secret,omitempty"`
+	ID    string   `json:"id"`
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"`
+	// Repositories are the patterns the token may write to; "**" is all.
+	Repositories []string   `json:"repositories"`
+	CreatedAt    time.Time  `json:"created_at"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+	Secret       string     `json:"secret,omitempty"`
 }
 
 // TokensResponse is the body of GET /v1/tokens.
@@ -180,16 +185,19 @@ type ProvenanceRequest struct {
 
 // Attestation is one stored attestation with its verdict.
 type Attestation struct {
-	Format        string          `json:"format"`
-	Ref           string          `json:"ref"`
-	PredicateType string          `json:"predicate_type,omitempty"`
-	KeyID         string          `json:"key_id,omitempty"`
-	KeyName       string          `json:"key_name,omitempty"`
-	KeyVersion    string          `json:"key_version,omitempty"`
-	SignedAt      *time.Time      `json:"signed_at,omitempty"`
-	Valid         bool            `json:"valid"`
-	Reason        string          `json:"reason,omitempty"`
-	Envelope      json.RawMessage `json:"envelope,omitempty"`
+	Format        string     `json:"format"`
+	Ref           string     `json:"ref"`
+	PredicateType string     `json:"predicate_type,omitempty"`
+	KeyID         string     `json:"key_id,omitempty"`
+	KeyName       string     `json:"key_name,omitempty"`
+	KeyVersion    string     `json:"key_version,omitempty"`
+	SignedAt      *time.Time `json:"signed_at,omitempty"`
+	// Origin is who wrote the predicate, as signed: "attestd" (attestd's
+	// own provenance and SBOMs) or "caller" (submitted through the API).
+	Origin   string          `json:"origin,omitempty"`
+	Valid    bool            `json:"valid"`
+	Reason   string          `json:"reason,omitempty"`
+	Envelope json.RawMessage `json:"envelope,omitempty"`
 }
 
 // AttestationsResponse is the body of GET /v1/artifacts/{digest}/attestations.
@@ -229,27 +237,40 @@ type BreakglassRequest struct {
 
 // Requirement is one checked requirement.
 type Requirement struct {
+	// Policy names the policy, where several judged the image.
+	Policy string `json:"policy,omitempty"`
 	Name   string `json:"name"`
 	Pass   bool   `json:"pass"`
 	Reason string `json:"reason"`
 }
 
+// PolicyVerdict is one policy's verdict within a decision: where several
+// policies cover an image, each must allow.
+type PolicyVerdict struct {
+	Name     string `json:"name"`
+	Revision string `json:"revision"`
+	Mode     string `json:"mode"`
+	Allow    bool   `json:"allow"`
+	Reason   string `json:"reason"`
+}
+
 // Decision is the body of a POST /v1/verify response.
 type Decision struct {
-	ID             string        `json:"decision_id"`
-	Decision       string        `json:"decision"`
-	Allow          bool          `json:"allow"`
-	Image          string        `json:"image"`
-	Digest         string        `json:"digest"`
-	Policy         string        `json:"policy"`
-	Revision       string        `json:"policy_revision"`
-	KeySetRevision int64         `json:"key_set_revision"`
-	Mode           string        `json:"mode,omitempty"`
-	Requirements   []Requirement `json:"requirements"`
-	Warnings       []string      `json:"warnings,omitempty"`
-	Reason         string        `json:"reason"`
-	Breakglass     string        `json:"breakglass,omitempty"`
-	Cached         bool          `json:"cached"`
+	ID             string          `json:"decision_id"`
+	Decision       string          `json:"decision"`
+	Allow          bool            `json:"allow"`
+	Image          string          `json:"image"`
+	Digest         string          `json:"digest"`
+	Policy         string          `json:"policy"`
+	Revision       string          `json:"policy_revision"`
+	KeySetRevision int64           `json:"key_set_revision"`
+	Mode           string          `json:"mode,omitempty"`
+	Policies       []PolicyVerdict `json:"policies,omitempty"`
+	Requirements   []Requirement   `json:"requirements"`
+	Warnings       []string        `json:"warnings,omitempty"`
+	Reason         string          `json:"reason"`
+	Breakglass     string          `json:"breakglass,omitempty"`
+	Cached         bool            `json:"cached"`
 }
 
 // PolicyInfo describes a loaded policy.

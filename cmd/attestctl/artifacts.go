@@ -272,7 +272,11 @@ func attestationsCmd(g *globals) *cobra.Command {
 					if a.SignedAt != nil {
 						when = a.SignedAt.Format("2006-01-02T15:04:05Z")
 					}
-					fmt.Fprintf(w, "  %-10s %-50s key %-10s %s  %s\n", a.Format, a.PredicateType, a.KeyName, when, verdict)
+					origin := a.Origin
+					if origin == "" {
+						origin = "-"
+					}
+					fmt.Fprintf(w, "  %-10s %-50s key %-10s origin %-7s %s  %s\n", a.Format, a.PredicateType, a.KeyName, origin, when, verdict)
 				}
 			})
 		},

@@ -246,7 +246,7 @@ func signaturesCmd(g *globals) *cobra.Command {
 func tokensCmd(g *globals) *cobra.Command {
 	t := &cobra.Command{Use: "tokens", Short: "Create, list and revoke API tokens (admin)"}
 	var name string
-	var roles []string
+	var roles, repos []string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a token; its secret is printed once",
@@ -256,17 +256,18 @@ func tokensCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tok, err := cl.CreateToken(c.Context(), name, roles)
+			tok, err := cl.CreateToken(c.Context(), name, roles, repos)
 			if err != nil {
 				return err
 			}
 			return g.print(c.OutOrStdout(), tok, func(w io.Writer) {
-				fmt.Fprintf(w, "Created token %s (%s, roles %s). Its secret, shown only now:\n%s\n", tok.ID, tok.Name, strings.Join(tok.Roles, ","), tok.Secret)
+				fmt.Fprintf(w, "Created token %s (%s, roles %s, repositories %s). Its secret, shown only now:\n%s\n", tok.ID, tok.Name, strings.Join(tok.Roles, ","), repoList(tok.Repositories), tok.Secret)
 			})
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "token name (required)")
 	create.Flags().StringSliceVar(&roles, "role", nil, "role: admin, signer, verifier or auditor (repeatable)")
+	create.Flags().StringArrayVar(&repos, "repository", nil, "repository the token may write to: host/path glob, host/team/** for a subtree, '**' for all (repeatable; required for signer)")
 	_ = create.MarkFlagRequired("name")
 	_ = create.MarkFlagRequired("role")
 
@@ -285,13 +286,13 @@ func tokensCmd(g *globals) *cobra.Command {
 			}
 			return g.print(c.OutOrStdout(), ts, func(w io.Writer) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tNAME\tROLES\tCREATED\tREVOKED")
+				fmt.Fprintln(tw, "ID\tNAME\tROLES\tREPOSITORIES\tCREATED\tREVOKED")
 				for _, x := range ts {
 					rev := "-"
 					if x.RevokedAt != nil {
 						rev = x.RevokedAt.Format("2006-01-02T15:04:05Z")
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.ID, x.Name, strings.Join(x.Roles, ","), x.CreatedAt.Format("2006-01-02T15:04:05Z"), rev)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", x.ID, x.Name, strings.Join(x.Roles, ","), repoList(x.Repositories), x.CreatedAt.Format("2006-01-02T15:04:05Z"), rev)
 				}
 				_ = tw.Flush()
 			})
@@ -316,4 +317,15 @@ func tokensCmd(g *globals) *cobra.Command {
 	}
 	t.AddCommand(create, list, revoke)
 	return t
+}
+
+// repoList prints a token's repository patterns; "**" reads as all.
+func repoList(rs []string) string {
+	if len(rs) == 0 {
+		return "-"
+	}
+	if len(rs) == 1 && rs[0] == "**" {
+		return "** (all)"
+	}
+	return strings.Join(rs, ",")
 }

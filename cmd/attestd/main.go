@@ -147,6 +147,12 @@ func defaultOf(d app.Config, flag string) string {
 		return d.GateTimeout.String()
 	case "admission-deadline":
 		return d.AdmissionDeadline.String()
+	case "admission-unknown-kinds":
+		return d.AdmissionUnknownKinds
+	case "request-timeout":
+		return d.RequestTimeout.String()
+	case "upload-timeout":
+		return d.UploadTimeout.String()
 	case "verdict-ttl":
 		return d.VerdictTTL.String()
 	case "max-upload-bytes":

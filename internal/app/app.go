@@ -139,7 +139,8 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		return err
 	}
 	verification := service.NewVerification(regs, regs, keySet)
-	attestations := service.NewAttestations(regs, regs, regs, keySet, cfg.BuilderID, a.log)
+	locks := service.NewLocalLocks()
+	attestations := service.NewAttestations(regs, regs, regs, keySet, locks, cfg.BuilderID, a.log)
 	gate := service.NewGate(regs, verification, attestations, keySet, policies, a.db, cfg.GateTimeout, cfg.VerdictTTL, a.log)
 
 	var newClient func(*river.Config) (service.JobClient, error)
@@ -170,11 +171,11 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	e := api.New(api.Config{
 		Log:       a.log,
 		Tokens:    tokens,
-		Signing:   service.NewSigning(regs, regs, regs, keySet, a.log),
+		Signing:   service.NewSigning(regs, regs, regs, keySet, locks, a.log),
 		Verify:    verification,
 		Attest:    attestations,
 		Gate:      gate,
-		Admission: service.NewAdmission(gate, cfg.AdmissionDeadline),
+		Admission: service.NewAdmission(gate, cfg.AdmissionDeadline, cfg.AdmissionUnknownKinds == "allow"),
 		Policies:  service.NewPolicies(policies, a.db),
 		SBOMs:     sboms,
 		Artifacts: service.NewArtifacts(regs, regs, tmpDir, archive.Limits{
@@ -184,9 +185,12 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		MaxPredicateBytes: cfg.MaxPredicateBytes,
 		Keys:              lifecycle,
 		Registry:          regHandler,
+		RegistryHost:      a.regHost,
 		Ready:             a.readyChecks(),
 		Metrics:           metrics,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
+		RequestTimeout:    cfg.RequestTimeout,
+		UploadTimeout:     cfg.UploadTimeout,
 	})
 	a.srv = &http.Server{
 		Handler:           e,

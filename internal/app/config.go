@@ -58,6 +58,14 @@ type Config struct {
 	// AdmissionDeadline bounds one admission review; keep it under the
 	// webhook's timeoutSeconds so that slowness is a deny, not a timeout.
 	AdmissionDeadline time.Duration `yaml:"admission_deadline"`
+	// AdmissionUnknownKinds says what admission does with kinds attestd
+	// does not check: "deny" (the default) or "allow".
+	AdmissionUnknownKinds string `yaml:"admission_unknown_kinds"`
+	// RequestTimeout bounds every API request but uploads, registry calls
+	// included; past it the answer is 503.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// UploadTimeout bounds one artifact upload.
+	UploadTimeout time.Duration `yaml:"upload_timeout"`
 	// JobsDatabaseURL is a PostgreSQL URL for the job queue, shared by
 	// replicas and workers; empty means SQLite in the data dir. Give it
 	// through ATTESTD_JOBS_DATABASE_URL to keep its password out of files.
@@ -124,6 +132,9 @@ func Defaults() Config {
 		BuilderID:             "https://attestd.dev/builder/v1",
 		GateTimeout:           5 * time.Second,
 		AdmissionDeadline:     8 * time.Second,
+		AdmissionUnknownKinds: "deny",
+		RequestTimeout:        time.Minute,
+		UploadTimeout:         time.Hour,
 		VerdictTTL:            time.Minute,
 		SBOMWorkers:           2,
 		SBOMMaxBytes:          8 << 30,
@@ -157,6 +168,9 @@ var Settings = []Setting{
 	{"policy-files", "ATTESTD_POLICY_FILES", "policy_files", "gate policy files, comma-separated, loaded at start"},
 	{"gate-timeout", "ATTESTD_GATE_TIMEOUT", "gate_timeout", "bound on one gate decision; past it: deny"},
 	{"admission-deadline", "ATTESTD_ADMISSION_DEADLINE", "admission_deadline", "bound on one admission review, under the webhook timeout"},
+	{"admission-unknown-kinds", "ATTESTD_ADMISSION_UNKNOWN_KINDS", "admission_unknown_kinds", "deny (default) or allow objects of kinds attestd does not check"},
+	{"request-timeout", "ATTESTD_REQUEST_TIMEOUT", "request_timeout", "bound on every API request but uploads, registry calls included (503 past it; default 1m)"},
+	{"upload-timeout", "ATTESTD_UPLOAD_TIMEOUT", "upload_timeout", "bound on one artifact upload (default 1h)"},
 	{"verdict-ttl", "ATTESTD_VERDICT_TTL", "verdict_ttl", "how long a verdict is reused (same digest, policy and key-set revisions)"},
 	{"jobs-database-url", "ATTESTD_JOBS_DATABASE_URL", "jobs_database_url", "PostgreSQL URL of the job queue for several replicas (default: SQLite in the data dir)"},
 	{"sbom-workers", "ATTESTD_SBOM_WORKERS", "sbom_workers", "concurrent SBOM jobs in this process"},
@@ -236,6 +250,12 @@ func (c *Config) Set(flag, v string) error {
 		c.GateTimeout, err = time.ParseDuration(v)
 	case "admission-deadline":
 		c.AdmissionDeadline, err = time.ParseDuration(v)
+	case "admission-unknown-kinds":
+		c.AdmissionUnknownKinds = v
+	case "request-timeout":
+		c.RequestTimeout, err = time.ParseDuration(v)
+	case "upload-timeout":
+		c.UploadTimeout, err = time.ParseDuration(v)
 	case "verdict-ttl":
 		c.VerdictTTL, err = time.ParseDuration(v)
 	case "jobs-database-url":
@@ -328,6 +348,12 @@ func (c *Config) Validate() error {
 	}
 	if c.GateTimeout <= 0 || c.AdmissionDeadline <= 0 || c.VerdictTTL < 0 {
 		errs = append(errs, errors.New("gate_timeout and admission_deadline must be positive"))
+	}
+	if c.AdmissionUnknownKinds != "deny" && c.AdmissionUnknownKinds != "allow" {
+		errs = append(errs, fmt.Errorf("admission_unknown_kinds %q: want deny or allow", c.AdmissionUnknownKinds))
+	}
+	if c.RequestTimeout <= 0 || c.UploadTimeout <= 0 {
+		errs = append(errs, errors.New("request_timeout and upload_timeout must be positive"))
 	}
 	if c.SBOMWorkers <= 0 || c.SBOMMaxBytes <= 0 || c.SBOMTimeout <= 0 {
 		errs = append(errs, errors.New("sbom_workers, sbom_max_bytes and sbom_timeout must be positive"))

@@ -194,16 +194,25 @@ func TestGateDecisions(t *testing.T) {
 
 	t.Run("fail closed", func(t *testing.T) {
 		for name, image := range map[string]string{
-			"missing tag":           g.s.RegistryHost + "/gate/none:nope",
-			"unconfigured registry": "elsewhere.example/gate/x:1",
-			"not covered":           g.s.RegistryHost + "/other/x:1",
-			"garbage":               "::::",
+			"missing tag": g.s.RegistryHost + "/gate/none:nope",
+			"not covered": g.s.RegistryHost + "/other/x:1",
 		} {
 			if d := g.verify(t, wire.VerifyRequest{Image: image, Policy: "release"}); d.Allow || d.Decision != "deny" {
 				t.Errorf("%s: %+v, want deny", name, d)
 			}
 		}
 		var ce *client.Error
+		// A reference attestd may not follow is a bad request, like on
+		// every other route: no decision, and no request leaves attestd.
+		for name, image := range map[string]string{
+			"unconfigured registry": "elsewhere.example/gate/x:1",
+			"garbage":               "::::",
+			"path trick":            g.s.RegistryHost + "/gate/../other/x:1",
+		} {
+			if _, err := g.verifier.Verify(context.Background(), wire.VerifyRequest{Image: image, Policy: "release"}); !errors.As(err, &ce) || ce.Status != http.StatusBadRequest {
+				t.Errorf("%s: %v, want 400", name, err)
+			}
+		}
 		if _, err := g.verifier.Verify(context.Background(), wire.VerifyRequest{Image: both.String(), Policy: "nope"}); !errors.As(err, &ce) || ce.Status != http.StatusNotFound {
 			t.Errorf("unknown policy: %v, want 404", err)
 		}
@@ -281,13 +290,13 @@ func TestAdmission(t *testing.T) {
 	}
 	for _, f := range []string{"deployment.json", "pod.json", "replicaset.json", "statefulset.json", "daemonset.json", "job.json", "cronjob.json"} {
 		t.Run(f, func(t *testing.T) {
-			imgs := []string{goodTag, good.String(), good.String()}
+			imgs := []string{good.String(), good.String(), good.String()}
 			r := review(t, admissionReview(t, f, imgs...), false)
 			if !r.Response.Allowed || r.Response.UID == "" {
 				t.Errorf("%s with verified images denied: %+v", f, r.Response)
 			}
 			// The same object with its last checked image unsigned.
-			bad := []string{goodTag, unsigned.String(), unsigned.String()}
+			bad := []string{good.String(), unsigned.String(), unsigned.String()}
 			if f != "deployment.json" && f != "pod.json" {
 				bad = []string{unsigned.String()}
 			}

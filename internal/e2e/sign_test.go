@@ -289,7 +289,7 @@ func TestAuthSurface(t *testing.T) {
 	})
 
 	t.Run("revoked token is refused", func(t *testing.T) {
-		tok, err := s.Admin.CreateToken(ctx, "short-lived", []string{"signer"})
+		tok, err := s.Admin.CreateToken(ctx, "short-lived", []string{"signer"}, []string{"**"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,13 +319,13 @@ func TestAuthSurface(t *testing.T) {
 
 	t.Run("token creation refuses bad input", func(t *testing.T) {
 		var ce *client.Error
-		if _, err := s.Admin.CreateToken(ctx, "x", []string{"root"}); !errors.As(err, &ce) || ce.Status != 400 {
+		if _, err := s.Admin.CreateToken(ctx, "x", []string{"root"}, nil); !errors.As(err, &ce) || ce.Status != 400 {
 			t.Errorf("unknown role: %v", err)
 		}
-		if _, err := s.Admin.CreateToken(ctx, "x", nil); !errors.As(err, &ce) || ce.Status != 400 {
+		if _, err := s.Admin.CreateToken(ctx, "x", nil, nil); !errors.As(err, &ce) || ce.Status != 400 {
 			t.Errorf("no role: %v", err)
 		}
-		if _, err := s.Client(t, signer).CreateToken(ctx, "x", []string{"admin"}); !errors.As(err, &ce) || ce.Status != 403 {
+		if _, err := s.Client(t, signer).CreateToken(ctx, "x", []string{"admin"}, nil); !errors.As(err, &ce) || ce.Status != 403 {
 			t.Errorf("signer creating a token: %v", err)
 		}
 	})

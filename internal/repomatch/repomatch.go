@@ -1,6 +1,7 @@
 // Package repomatch matches repository names ("host/path") against the
-// patterns keys and policies use: path.Match globs, where a pattern ending
-// in "/**" matches any repository below the part before it.
+// patterns keys, tokens and policies use: path.Match globs, where a pattern
+// ending in "/**" matches any repository below the part before it, and "**"
+// alone matches every repository.
 package repomatch
 
 import (
@@ -8,8 +9,14 @@ import (
 	"strings"
 )
 
+// All is the pattern that matches every repository.
+const All = "**"
+
 // Match reports whether repo matches pattern.
 func Match(pattern, repo string) bool {
+	if pattern == All {
+		return repo != ""
+	}
 	prefix, subtree := strings.CutSuffix(pattern, "/**")
 	if !subtree {
 		ok, err := path.Match(pattern, repo)
@@ -29,6 +36,19 @@ func Valid(pattern string) bool {
 	if pattern == "" {
 		return false
 	}
+	if pattern == All {
+		return true
+	}
 	_, err := path.Match(strings.TrimSuffix(pattern, "/**"), "x")
 	return err == nil
+}
+
+// Any reports whether repo matches one of patterns.
+func Any(patterns []string, repo string) bool {
+	for _, p := range patterns {
+		if Match(p, repo) {
+			return true
+		}
+	}
+	return false
 }

@@ -13,6 +13,8 @@ func TestMatch(t *testing.T) {
 		{"*/release/**", "localhost:5000/release", false},
 		{"reg.example/team/**", "evil.example/reg.example/team/a", false},
 		{"[", "x", false},
+		{"**", "localhost:5000/any/depth/x", true},
+		{"**", "", false},
 	} {
 		if got := Match(tc.pattern, tc.repo); got != tc.want {
 			t.Errorf("Match(%q, %q) = %v", tc.pattern, tc.repo, got)

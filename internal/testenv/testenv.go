@@ -108,10 +108,18 @@ func (s *Server) Client(t testing.TB, token string) *client.Client {
 	return c
 }
 
-// Token creates a token with roles and returns its secret.
+// Token creates a token with roles, allowed to write to every repository,
+// and returns its secret.
 func (s *Server) Token(t testing.TB, roles ...string) string {
 	t.Helper()
-	tok, err := s.Admin.CreateToken(context.Background(), "test-"+roles[0], roles)
+	return s.ScopedToken(t, []string{"**"}, roles...)
+}
+
+// ScopedToken creates a token with roles that may write only to repos, and
+// returns its secret.
+func (s *Server) ScopedToken(t testing.TB, repos []string, roles ...string) string {
+	t.Helper()
+	tok, err := s.Admin.CreateToken(context.Background(), "test-"+roles[0], roles, repos)
 	if err != nil {
 		t.Fatalf("create token: %v", err)
 	}

@@ -59,6 +59,10 @@ type Policy struct {
 	Attestations []Attestation `yaml:"attestations,omitempty"`
 	Mode         Mode          `yaml:"mode,omitempty"`
 	Breakglass   *Breakglass   `yaml:"breakglass,omitempty"`
+	// AllowTags lets the validating admission webhook admit images by tag
+	// that the mutating webhook did not pin. Off by default: a tag admitted
+	// unpinned can be moved to unverified content after admission.
+	AllowTags bool `yaml:"allowTags,omitempty"`
 
 	revision string
 	source   []byte
@@ -82,10 +86,29 @@ type Signatures struct {
 }
 
 // Attestation requires a verified attestation of PredicateType, whose
-// predicate satisfies Condition if one is given.
+// predicate satisfies Condition if one is given, and whose origin is
+// accepted.
 type Attestation struct {
 	PredicateType string `yaml:"predicateType"`
 	Condition     string `yaml:"condition,omitempty"`
+	// Origin is who must have written the predicate: OriginAttestd (attestd
+	// wrote it: its provenance and SBOMs), OriginCaller (submitted through
+	// the API), or OriginAny (the default). It is read from inside the
+	// signed statement.
+	Origin string `yaml:"origin,omitempty"`
+}
+
+// Origins a requirement may accept.
+const (
+	OriginAny     = "any"
+	OriginAttestd = "attestd"
+	OriginCaller  = "caller"
+)
+
+// Accepts reports whether an attestation whose signed origin is origin
+// ("" where it says none) meets the requirement.
+func (a Attestation) Accepts(origin string) bool {
+	return a.Origin == "" || a.Origin == OriginAny || a.Origin == origin
 }
 
 // Breakglass lets a request be allowed despite the policy, with a
@@ -105,6 +128,7 @@ var env = sync.OnceValues(func() (*cel.Env, error) {
 		cel.Variable("digest", cel.StringType),
 		cel.Variable("signedAt", cel.TimestampType),
 		cel.Variable("now", cel.TimestampType),
+		cel.Variable("origin", cel.StringType),
 	)
 })
 
@@ -170,6 +194,11 @@ func (p *Policy) validate() error {
 	for i, a := range p.Attestations {
 		if u, err := url.Parse(a.PredicateType); err != nil || !u.IsAbs() {
 			errs = append(errs, fmt.Errorf("attestations[%d].predicateType %q: want an absolute URI", i, a.PredicateType))
+		}
+		switch a.Origin {
+		case "", OriginAny, OriginAttestd, OriginCaller:
+		default:
+			errs = append(errs, fmt.Errorf("attestations[%d].origin %q: want attestd, caller or any", i, a.Origin))
 		}
 		if a.Condition == "" {
 			continue
@@ -255,6 +284,8 @@ type Input struct {
 	Digest        string
 	SignedAt      time.Time
 	Now           time.Time
+	// Origin is who wrote the predicate, as signed ("" where unsaid).
+	Origin string
 }
 
 // Eval evaluates the condition of attestation requirement i. No condition
@@ -266,7 +297,7 @@ func (p *Policy) Eval(i int, in Input) (bool, error) {
 	}
 	out, _, err := prg.Eval(map[string]any{
 		"predicate": in.Predicate, "predicateType": in.PredicateType, "digest": in.Digest,
-		"signedAt": in.SignedAt, "now": in.Now,
+		"signedAt": in.SignedAt, "now": in.Now, "origin": in.Origin,
 	})
 	if err != nil {
 		return false, err
@@ -336,15 +367,17 @@ func (s *Set) Get(name string) (*Policy, bool) {
 	return p, ok
 }
 
-// ForAdmission returns the first policy, by name, covering namespace ns and
-// repository repo.
-func (s *Set) ForAdmission(ns, repo string) (*Policy, bool) {
+// Covering returns every policy, by name, covering namespace ns and
+// repository repo. Each of them must pass: where policies overlap, the
+// strictest wins, and a policy in audit mode never switches off another.
+func (s *Set) Covering(ns, repo string) []*Policy {
+	var out []*Policy
 	for _, p := range s.All() {
 		if p.CoversNamespace(ns) && p.CoversImage(repo) {
-			return p, true
+			out = append(out, p)
 		}
 	}
-	return nil, false
+	return out
 }
 
 // All lists the policies by name.

@@ -8,6 +8,7 @@ package index
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -100,6 +101,8 @@ var migrations = []string{
 		created_at   TIMESTAMP NOT NULL,
 		PRIMARY KEY (digest, format, tool_version)
 	)`,
+	// Tokens from before repository scopes keep every repository.
+	`ALTER TABLE tokens ADD COLUMN repositories TEXT NOT NULL DEFAULT '["**"]'`,
 }
 
 func (d *DB) migrate(ctx context.Context) error {
@@ -132,19 +135,21 @@ func (d *DB) migrate(ctx context.Context) error {
 
 // Token is a stored API token. The secret itself is never stored.
 type Token struct {
-	ID        string
-	Name      string
-	Roles     []string
-	Hash      string
-	CreatedAt time.Time
-	RevokedAt *time.Time
+	ID    string
+	Name  string
+	Roles []string
+	// Repositories are the repository patterns the token may write to.
+	Repositories []string
+	Hash         string
+	CreatedAt    time.Time
+	RevokedAt    *time.Time
 }
 
 // InsertToken stores t.
 func (d *DB) InsertToken(ctx context.Context, t Token) error {
 	_, err := d.db.ExecContext(ctx,
-		`INSERT INTO tokens (id, name, roles, hash, created_at) VALUES (?, ?, ?, ?, ?)`,
-		t.ID, t.Name, strings.Join(t.Roles, ","), t.Hash, t.CreatedAt.UTC())
+		`INSERT INTO tokens (id, name, roles, repositories, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Name, strings.Join(t.Roles, ","), jsonList(t.Repositories), t.Hash, t.CreatedAt.UTC())
 	if err != nil {
 		return fmt.Errorf("insert token: %w", err)
 	}
@@ -154,14 +159,14 @@ func (d *DB) InsertToken(ctx context.Context, t Token) error {
 // TokenByHash returns the unrevoked token with the given hash.
 func (d *DB) TokenByHash(ctx context.Context, hash string) (Token, error) {
 	row := d.db.QueryRowContext(ctx,
-		`SELECT id, name, roles, hash, created_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL`, hash)
+		`SELECT id, name, roles, repositories, hash, created_at, revoked_at FROM tokens WHERE hash = ? AND revoked_at IS NULL`, hash)
 	return scanToken(row)
 }
 
 // ListTokens lists every token, newest first, at most limit.
 func (d *DB) ListTokens(ctx context.Context, limit int) ([]Token, error) {
 	rows, err := d.db.QueryContext(ctx,
-		`SELECT id, name, roles, hash, created_at, revoked_at FROM tokens ORDER BY created_at DESC, id LIMIT ?`, limit)
+		`SELECT id, name, roles, repositories, hash, created_at, revoked_at FROM tokens ORDER BY created_at DESC, id LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
@@ -202,11 +207,19 @@ func (d *DB) RevokeToken(ctx context.Context, id string, at time.Time) error {
 
 type scanner interface{ Scan(...any) error }
 
+func jsonList(xs []string) string {
+	if xs == nil {
+		xs = []string{}
+	}
+	b, _ := json.Marshal(xs)
+	return string(b)
+}
+
 func scanToken(s scanner) (Token, error) {
 	var t Token
-	var roles string
+	var roles, repos string
 	var revoked sql.NullTime
-	if err := s.Scan(&t.ID, &t.Name, &roles, &t.Hash, &t.CreatedAt, &revoked); err != nil {
+	if err := s.Scan(&t.ID, &t.Name, &roles, &repos, &t.Hash, &t.CreatedAt, &revoked); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Token{}, ErrNotFound
 		}
@@ -214,6 +227,9 @@ func scanToken(s scanner) (Token, error) {
 	}
 	if roles != "" {
 		t.Roles = strings.Split(roles, ",")
+	}
+	if err := json.Unmarshal([]byte(repos), &t.Repositories); err != nil {
+		return Token{}, fmt.Errorf("read token %s repositories: %w", t.ID, err)
 	}
 	if revoked.Valid {
 		r := revoked.Time
