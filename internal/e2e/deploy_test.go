@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/attestd/attestd/service/policy"
+	"github.com/attestd/attestd/service/workload"
 )
 
 // TestDeployWebhookConfiguration checks what a cluster admin relies on: the
@@ -48,27 +49,50 @@ func TestDeployWebhookConfiguration(t *testing.T) {
 	if !excluded {
 		t.Error("kube-system and the attestd namespace are not excluded by kubernetes.io/metadata.name")
 	}
-	var resources []string
-	for _, r := range w.Rules {
-		resources = append(resources, r.Resources...)
-	}
-	for _, want := range []string{"pods", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs"} {
-		if !slices.Contains(resources, want) {
-			t.Errorf("the webhook does not cover %s", want)
-		}
-	}
+	checkRules(t, "validating", w.Rules)
 	var m admissionregistrationv1.MutatingWebhookConfiguration
 	if err := yaml.UnmarshalStrict(docs[1], &m); err != nil {
 		t.Fatal(err)
 	}
-	if *m.Webhooks[0].ClientConfig.Service.Path != "/v1/admission/mutate" || *m.Webhooks[0].FailurePolicy != admissionregistrationv1.Fail {
-		t.Error("mutating webhook path or failure policy")
+	if len(m.Webhooks) != 1 || *m.Webhooks[0].ClientConfig.Service.Path != "/v1/admission/mutate" || *m.Webhooks[0].FailurePolicy != admissionregistrationv1.Fail {
+		t.Fatal("the mutating webhook (part of the default deploy): path or failure policy")
 	}
+	checkRules(t, "mutating", m.Webhooks[0].Rules)
 	ex, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kubernetes", "policy-example.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := policy.Parse(ex); err != nil {
 		t.Errorf("the example policy does not load: %v", err)
+	}
+}
+
+// checkRules: a webhook's rules cover every kind attestd checks and
+// nothing else: each (group, resource) a rule names is a kind attestd
+// reads, so no request reaches it only to be denied as an unknown kind.
+func checkRules(t *testing.T, which string, rules []admissionregistrationv1.RuleWithOperations) {
+	t.Helper()
+	kinds := map[string]string{ // group/resource → kind
+		"/pods": "Pod", "/pods/ephemeralcontainers": "Pod",
+		"apps/deployments": "Deployment", "apps/replicasets": "ReplicaSet", "apps/statefulsets": "StatefulSet", "apps/daemonsets": "DaemonSet",
+		"batch/jobs": "Job", "batch/cronjobs": "CronJob",
+	}
+	covered := map[string]bool{}
+	for _, r := range rules {
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				k, ok := kinds[g+"/"+res]
+				if !ok || !workload.Checked(g, k) {
+					t.Errorf("%s webhook covers %s/%s, a kind attestd does not check", which, g, res)
+					continue
+				}
+				covered[g+"/"+res] = true
+			}
+		}
+	}
+	for gr := range kinds {
+		if !covered[gr] {
+			t.Errorf("%s webhook does not cover %s", which, gr)
+		}
 	}
 }

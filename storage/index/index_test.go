@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -46,5 +47,34 @@ func TestTokensRoundTrip(t *testing.T) {
 	ts, err := db.ListTokens(ctx, 10)
 	if err != nil || len(ts) != 1 || ts[0].RevokedAt == nil {
 		t.Errorf("after reopen: %+v %v", ts, err)
+	}
+}
+
+// TestTokensFromBeforeScopesKeepEveryRepository: a token stored before
+// tokens had repository scopes keeps every repository after the upgrade.
+func TestTokensFromBeforeScopesKeepEveryRepository(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "index.db")
+	old, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := append([]string{`CREATE TABLE schema_version (version INTEGER NOT NULL)`}, migrations[:7]...)
+	stmts = append(stmts, `INSERT INTO schema_version (version) VALUES (7)`,
+		`INSERT INTO tokens (id, name, roles, hash, created_at) VALUES ('old', 'ci', 'signer', 'h-old', '2026-01-01 00:00:00')`)
+	for _, s := range stmts {
+		if _, err := old.ExecContext(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	_ = old.Close()
+	db, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tok, err := db.TokenByHash(ctx, "h-old")
+	if err != nil || len(tok.Repositories) != 1 || tok.Repositories[0] != "**" {
+		t.Errorf("a token from before scopes: %+v %v, want repositories [**]", tok, err)
 	}
 }
