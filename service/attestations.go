@@ -23,24 +23,14 @@ type attestationWriter interface {
 	WriteBundleReferrer(ctx context.Context, subject oci.Resolved, bundle []byte, mediaType, predicateType string) (oci.Location, error)
 }
 
-type attestationReader interface {
-	LegacyAttestations(ctx context.Context, subject name.Digest, predicateType string, max int) ([]oci.StoredEnvelope, error)
-	Bundles(ctx context.Context, subject name.Digest, mediaType, predicateType string, max int) ([]oci.StoredBundle, error)
-}
-
-type attestKeys interface {
-	signerSet
-	verifySet
-}
-
 // Attestations signs in-toto attestations about artifacts and stores them
 // next to each artifact as cosign's legacy `.att` tag and as a sigstore
 // bundle referrer; it lists them back, verified.
 type Attestations struct {
 	resolve   resolver
 	write     attestationWriter
-	read      attestationReader
-	keys      attestKeys
+	keys      signerSet
+	evidence  *Evidence
 	locks     writeLocker
 	log       *slog.Logger
 	now       func() time.Time
@@ -50,8 +40,8 @@ type Attestations struct {
 // NewAttestations returns the attestation service. builderID is the SLSA
 // builder id attestd writes into the provenance it generates.
 // locks serializes writes of one subject, shared with the signing service.
-func NewAttestations(r resolver, w attestationWriter, rd attestationReader, ks attestKeys, locks writeLocker, builderID string, log *slog.Logger) *Attestations {
-	return &Attestations{resolve: r, write: w, read: rd, keys: ks, locks: locks, log: log, now: time.Now, builderID: builderID}
+func NewAttestations(r resolver, w attestationWriter, ev *Evidence, ks signerSet, locks writeLocker, builderID string, log *slog.Logger) *Attestations {
+	return &Attestations{resolve: r, write: w, evidence: ev, keys: ks, locks: locks, log: log, now: time.Now, builderID: builderID}
 }
 
 // AttestRequest asks for a signed attestation.
@@ -73,9 +63,6 @@ type AttestResult struct {
 	SignedAt      time.Time
 	Locations     []oci.Location
 }
-
-// maxStoredAttestations caps the attestations read back for one digest.
-const maxStoredAttestations = 512
 
 // Attest validates the predicate against its type, builds an in-toto
 // Statement v1 about the subject's digest, signs its DSSE envelope once and
@@ -221,7 +208,7 @@ func (a *Attestations) store(ctx context.Context, subj oci.Resolved, key *keys.K
 		return nil, err
 	}
 	defer unlock()
-	legacy, referrer, err := a.existing(ctx, subj.Digest, key, v, predicateType, canon, origin)
+	legacy, referrer, err := a.existing(ctx, subj.Digest, key, predicateType, canon, origin)
 	if err != nil {
 		return nil, registryErr(err)
 	}
@@ -257,74 +244,28 @@ func (a *Attestations) store(ctx context.Context, subj oci.Resolved, key *keys.K
 
 // existing finds, in each layout, an attestation of predicateType by key
 // for d whose predicate is canon, of the same origin.
-func (a *Attestations) existing(ctx context.Context, d name.Digest, key *keys.Key, v signature.Verifier, predicateType string, canon []byte, origin string) (legacy, referrer *oci.Location, err error) {
-	same := func(st *attest.Statement) bool {
-		if st.Meta.Origin != origin {
-			return false
-		}
-		c, err := attest.Canonical(st.Predicate)
-		return err == nil && bytes.Equal(c, canon)
-	}
-	envs, err := a.read.LegacyAttestations(ctx, d, predicateType, maxStoredAttestations)
+func (a *Attestations) existing(ctx context.Context, d name.Digest, key *keys.Key, predicateType string, canon []byte, origin string) (legacy, referrer *oci.Location, err error) {
+	list, err := a.evidence.Attestations(ctx, d, predicateType)
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, e := range envs {
-		if st, err := checkEnvelope(e.Envelope, d, v, predicateType); err == nil && same(st) {
-			tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".att")
-			legacy = &oci.Location{Kind: "legacy-tag", Ref: e.Ref, Tag: tag.String(), Existed: true}
-			break
+	for _, at := range list.Attestations {
+		if at.KeyID != key.ID() || at.statement == nil || at.Origin != origin {
+			continue
 		}
-	}
-	bundles, err := a.read.Bundles(ctx, d, attest.BundleMediaType, predicateType, maxStoredAttestations)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, b := range bundles {
-		if st, err := checkBundle(b.Bundle, d, string(key.Hint()), v, predicateType); err == nil && same(st) {
-			referrer = &oci.Location{Kind: "referrer", Ref: b.Ref, Existed: true}
-			break
+		if c, err := attest.Canonical(at.statement.Predicate); err != nil || !bytes.Equal(c, canon) {
+			continue
+		}
+		loc := &oci.Location{Kind: at.Format, Ref: at.Ref, Existed: true}
+		switch {
+		case at.Format == "legacy-tag" && legacy == nil:
+			loc.Tag = oci.AttestationTag(d).String()
+			legacy = loc
+		case at.Format == "referrer" && referrer == nil:
+			referrer = loc
 		}
 	}
 	return legacy, referrer, nil
-}
-
-// checkEnvelope verifies a DSSE envelope with v and checks that its
-// statement is of predicateType ("" for any) about d.
-func checkEnvelope(b []byte, d name.Digest, v signature.Verifier, predicateType string) (*attest.Statement, error) {
-	env, err := attest.ParseEnvelope(b)
-	if err != nil {
-		return nil, err
-	}
-	return checkDSSE(env, d, v, predicateType)
-}
-
-// Attestation is one stored attestation, checked against the key set.
-type Attestation struct {
-	Format        string
-	Ref           string
-	PredicateType string
-	KeyID         string
-	KeyName       string
-	KeyVersion    string
-	SignedAt      *time.Time
-	// Origin is who wrote the predicate, as signed: attest.OriginAttestd,
-	// attest.OriginCaller, or "" where the statement does not say.
-	Origin string
-	Valid  bool
-	Reason string
-	// Envelope is the DSSE envelope JSON, as stored (legacy) or as carried
-	// in the bundle.
-	Envelope json.RawMessage
-	// statement is the statement parsed from the exact bytes that verified.
-	statement *attest.Statement
-}
-
-// AttestationList is what is stored for a digest.
-type AttestationList struct {
-	Digest         string
-	KeySetRevision int64
-	Attestations   []Attestation
 }
 
 // List returns the attestations stored for the subject, optionally of one
@@ -338,86 +279,5 @@ func (a *Attestations) List(ctx context.Context, p Principal, s SubjectRef, pred
 	if err != nil {
 		return AttestationList{}, err
 	}
-	return a.list(ctx, subj.Digest, predicateType)
-}
-
-// list returns the attestations stored for d, each verified.
-func (a *Attestations) list(ctx context.Context, d name.Digest, predicateType string) (AttestationList, error) {
-	out := AttestationList{Digest: d.DigestStr(), KeySetRevision: a.keys.Revision(), Attestations: []Attestation{}}
-	entries := a.keys.All()
-	envs, err := a.read.LegacyAttestations(ctx, d, predicateType, maxStoredAttestations)
-	if err != nil {
-		return AttestationList{}, registryErr(err)
-	}
-	for _, e := range envs {
-		env, err := attest.ParseEnvelope(e.Envelope)
-		at := Attestation{Format: "legacy-tag", Ref: e.Ref, PredicateType: e.PredicateType, Envelope: e.Envelope, Reason: "no key in the key set verifies it"}
-		if err != nil {
-			at.Reason = err.Error()
-			at.Envelope = nil
-		} else {
-			a.judge(&at, env, d, entries, predicateType, "")
-		}
-		out.Attestations = append(out.Attestations, at)
-	}
-	bundles, err := a.read.Bundles(ctx, d, attest.BundleMediaType, predicateType, maxStoredAttestations)
-	if err != nil {
-		return AttestationList{}, registryErr(err)
-	}
-	for _, b := range bundles {
-		at := Attestation{Format: "referrer", Ref: b.Ref, Reason: "no key in the key set verifies it"}
-		env, err := attest.ParseBundle(b.Bundle)
-		if err != nil {
-			at.Reason = err.Error()
-		} else {
-			if ej, err := attest.Envelope(env.PayloadType, env.Payload, env.Signatures[0]); err == nil {
-				at.Envelope = ej
-			}
-			a.judge(&at, env, d, entries, predicateType, env.Hint)
-		}
-		if at.PredicateType == attest.CosignSignPredicateType && predicateType == "" {
-			continue // image signatures are listed by GET /v1/signatures
-		}
-		out.Attestations = append(out.Attestations, at)
-	}
-	return out, nil
-}
-
-func (a *Attestations) judge(at *Attestation, env *attest.BundleEnvelope, d name.Digest, entries []keys.Entry, predicateType, hint string) {
-	for _, e := range entries {
-		if hint != "" && string(e.Key.Hint()) != hint {
-			continue
-		}
-		v, err := e.Key.Verifier()
-		if err != nil {
-			continue
-		}
-		st, err := checkDSSE(env, d, v, predicateType)
-		if err != nil {
-			if reportable(err) {
-				at.Reason = err.Error()
-			}
-			continue
-		}
-		at.PredicateType, at.statement, at.Origin = st.PredicateType, st, st.Meta.Origin
-		at.KeyID, at.KeyName, at.KeyVersion, at.Reason = e.Key.ID(), e.Key.Name(), st.Meta.KeyVersion, ""
-		if !st.Meta.SignedAt.IsZero() {
-			t := st.Meta.SignedAt
-			at.SignedAt = &t
-		}
-		if st.Meta.KeyID != "" && st.Meta.KeyID != e.Key.ID() {
-			at.Reason = fmt.Sprintf("signed content names key %s, verified with %s", st.Meta.KeyID, e.Key.ID())
-			return
-		}
-		if err := keyScope(e.Key, d); err != nil {
-			at.Reason = err.Error()
-			return
-		}
-		if err := a.keys.Accept(e.Key, st.Meta.SignedAt); err != nil {
-			at.Reason = err.Error()
-			return
-		}
-		at.Valid = true
-		return
-	}
+	return a.evidence.Attestations(ctx, subj.Digest, predicateType)
 }

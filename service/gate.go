@@ -38,8 +38,7 @@ type gateKeys interface {
 // requests are verified once; denies and failures are not cached.
 type Gate struct {
 	resolve  resolver
-	sigs     *Verification
-	atts     *Attestations
+	evidence *Evidence
 	keys     gateKeys
 	policies *policy.Set
 	store    decisionStore
@@ -60,8 +59,8 @@ type cached struct {
 
 // NewGate returns the gate. timeout bounds one decision; ttl is how long a
 // verdict is reused.
-func NewGate(r resolver, sigs *Verification, atts *Attestations, ks gateKeys, ps *policy.Set, store decisionStore, timeout, ttl time.Duration, log *slog.Logger) *Gate {
-	return &Gate{resolve: r, sigs: sigs, atts: atts, keys: ks, policies: ps, store: store, log: log, now: time.Now,
+func NewGate(r resolver, ev *Evidence, ks gateKeys, ps *policy.Set, store decisionStore, timeout, ttl time.Duration, log *slog.Logger) *Gate {
+	return &Gate{resolve: r, evidence: ev, keys: ks, policies: ps, store: store, log: log, now: time.Now,
 		timeout: timeout, ttl: ttl, cache: map[string]cached{}}
 }
 
@@ -380,7 +379,7 @@ func (g *Gate) check(ctx context.Context, pol *policy.Policy, d name.Digest) ([]
 
 func (g *Gate) checkSignatures(ctx context.Context, s *policy.Signatures, d name.Digest) (Requirement, error) {
 	{
-		rep, err := g.sigs.report(ctx, d)
+		rep, err := g.evidence.Signatures(ctx, d)
 		if err != nil {
 			return Requirement{}, fmt.Errorf("read signatures: %w", err)
 		}
@@ -420,7 +419,7 @@ func (g *Gate) checkAttestation(ctx context.Context, pol *policy.Policy, i int, 
 	a := pol.Attestations[i]
 	{
 		r := Requirement{Name: "attestation " + a.PredicateType}
-		list, err := g.atts.list(ctx, d, a.PredicateType)
+		list, err := g.evidence.Attestations(ctx, d, a.PredicateType)
 		if err != nil {
 			return Requirement{}, fmt.Errorf("read attestations: %w", err)
 		}

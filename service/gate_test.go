@@ -48,7 +48,7 @@ func TestGatePanicIsADeny(t *testing.T) {
 	}
 	ps, _ := policy.NewSet(p)
 	log := slog.New(slog.DiscardHandler)
-	g := NewGate(panicking{}, nil, nil, set, ps, db, time.Second, time.Minute, log)
+	g := NewGate(panicking{}, nil, set, ps, db, time.Second, time.Minute, log)
 	d, err := g.Verify(ctx, Principal{Name: "t", Roles: []string{RoleVerifier}}, VerifyRequest{Image: "registry.example/app:v1", Policy: "p"})
 	if err != nil {
 		t.Fatalf("a panic became an error, not a decision: %v", err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -26,11 +25,6 @@ type signatureWriter interface {
 	WriteBundleReferrer(ctx context.Context, subject oci.Resolved, bundle []byte, mediaType, predicateType string) (oci.Location, error)
 }
 
-type signatureReader interface {
-	LegacySignatures(ctx context.Context, subject name.Digest, max int) (string, []oci.StoredSignature, error)
-	Bundles(ctx context.Context, subject name.Digest, mediaType, predicateType string, max int) ([]oci.StoredBundle, error)
-}
-
 type signerSet interface {
 	Signer(name string) (*keys.Key, error)
 }
@@ -39,19 +33,19 @@ type signerSet interface {
 // as cosign's legacy `.sig` tag and as a sigstore bundle referrer. What it
 // signs carries the signing time and key id, inside the signature.
 type Signing struct {
-	resolve resolver
-	write   signatureWriter
-	read    signatureReader
-	keys    signerSet
-	locks   writeLocker
-	log     *slog.Logger
-	now     func() time.Time
+	resolve  resolver
+	write    signatureWriter
+	evidence *Evidence
+	keys     signerSet
+	locks    writeLocker
+	log      *slog.Logger
+	now      func() time.Time
 }
 
 // NewSigning returns the signing service. locks serializes writes of one
 // subject; they are shared with the attestation service.
-func NewSigning(r resolver, w signatureWriter, rd signatureReader, ks signerSet, locks writeLocker, log *slog.Logger) *Signing {
-	return &Signing{resolve: r, write: w, read: rd, keys: ks, locks: locks, log: log, now: time.Now}
+func NewSigning(r resolver, w signatureWriter, ev *Evidence, ks signerSet, locks writeLocker, log *slog.Logger) *Signing {
+	return &Signing{resolve: r, write: w, evidence: ev, keys: ks, locks: locks, log: log, now: time.Now}
 }
 
 // SignRequest asks for an image signature.
@@ -77,9 +71,6 @@ type SignResult struct {
 	// Locations lists each stored copy.
 	Locations []oci.Location
 }
-
-// maxStoredSignatures caps the signatures read back for one digest.
-const maxStoredSignatures = 256
 
 // Sign resolves req.Image to a digest and makes sure a signature by the key
 // is stored in both layouts. A copy that is already there, made by the same
@@ -125,7 +116,7 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 		return SignResult{}, err
 	}
 	defer unlock()
-	legacy, referrer, err := s.existing(ctx, d, key, v)
+	legacy, referrer, err := s.existing(ctx, d, key)
 	if err != nil {
 		return SignResult{}, registryErr(err)
 	}
@@ -179,26 +170,22 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 }
 
 // existing finds copies already signed by key for d, in each layout.
-func (s *Signing) existing(ctx context.Context, d name.Digest, key *keys.Key, v signature.Verifier) (legacy, referrer *oci.Location, err error) {
-	sigRef, sigs, err := s.read.LegacySignatures(ctx, d, maxStoredSignatures)
+func (s *Signing) existing(ctx context.Context, d name.Digest, key *keys.Key) (legacy, referrer *oci.Location, err error) {
+	rep, err := s.evidence.Signatures(ctx, d)
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, sg := range sigs {
-		if checkLegacy(sg, d, v) == nil {
-			tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
-			legacy = &oci.Location{Kind: "legacy-tag", Ref: sigRef, Tag: tag.String(), Existed: true}
-			break
+	for _, c := range rep.Signatures {
+		if c.KeyID != key.ID() {
+			continue
 		}
-	}
-	bundles, err := s.read.Bundles(ctx, d, attest.BundleMediaType, attest.CosignSignPredicateType, maxStoredSignatures)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, b := range bundles {
-		if _, err := checkBundle(b.Bundle, d, string(key.Hint()), v, attest.CosignSignPredicateType); err == nil {
-			referrer = &oci.Location{Kind: "referrer", Ref: b.Ref, Existed: true}
-			break
+		loc := &oci.Location{Kind: c.Format, Ref: c.Ref, Existed: true}
+		switch {
+		case c.Format == "legacy-tag" && legacy == nil:
+			loc.Tag = oci.SignatureTag(d).String()
+			legacy = loc
+		case c.Format == "referrer" && referrer == nil:
+			referrer = loc
 		}
 	}
 	return legacy, referrer, nil

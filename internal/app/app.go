@@ -138,10 +138,11 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	if err != nil {
 		return err
 	}
-	verification := service.NewVerification(regs, regs, keySet)
+	evidence := service.NewEvidence(regs, keySet)
+	verification := service.NewVerification(regs, evidence)
 	locks := service.NewLocalLocks()
-	attestations := service.NewAttestations(regs, regs, regs, keySet, locks, cfg.BuilderID, a.log)
-	gate := service.NewGate(regs, verification, attestations, keySet, policies, a.db, cfg.GateTimeout, cfg.VerdictTTL, a.log)
+	attestations := service.NewAttestations(regs, regs, evidence, keySet, locks, cfg.BuilderID, a.log)
+	gate := service.NewGate(regs, evidence, keySet, policies, a.db, cfg.GateTimeout, cfg.VerdictTTL, a.log)
 
 	var newClient func(*river.Config) (service.JobClient, error)
 	if cfg.JobsDatabaseURL != "" {
@@ -171,7 +172,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	e := api.New(api.Config{
 		Log:       a.log,
 		Tokens:    tokens,
-		Signing:   service.NewSigning(regs, regs, regs, keySet, locks, a.log),
+		Signing:   service.NewSigning(regs, regs, evidence, keySet, locks, a.log),
 		Verify:    verification,
 		Attest:    attestations,
 		Gate:      gate,
