@@ -45,7 +45,8 @@ type Config struct {
 	KMSTimeout time.Duration `yaml:"kms_timeout"`
 	// MaxPredicateBytes caps an attestation's predicate.
 	MaxPredicateBytes int64 `yaml:"max_predicate_bytes"`
-	// MaxUploadBytes caps an artifact upload, as sent and as decompressed.
+	// MaxUploadBytes caps an artifact upload, as sent, as decompressed and
+	// as extracted (an archive's entries, summed).
 	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
 	// MaxDecompressionRatio caps how far a gzipped upload may expand.
 	MaxDecompressionRatio int64 `yaml:"max_decompression_ratio"`

@@ -7,6 +7,14 @@
 // number of archive entries. It MUST refuse archive paths that are absolute
 // or climb out of the archive, and links whose targets do; it never writes
 // outside its temporary directory, and removes it on Close.
+//
+// A tar entry's size is a claim, not a measure: archive/tar expands a sparse
+// entry (GNU type 'S', or PAX GNU.sparse.* records) to its full size, holes
+// as zeros, so 20 KB of tar can read as 10 GiB. The package MUST refuse any
+// sparse entry, and any archive whose regular entries add up to more than the
+// archive's own bytes or than Limits.MaxBytes, before it extracts or hands
+// anything on. Extraction MUST count the bytes it actually writes and stop
+// at that same budget; it MUST NOT trust a header's size to bound them.
 package archive
 
 import (
@@ -18,9 +26,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -34,11 +44,16 @@ var (
 	ErrUnsafe = errors.New("archive entry escapes the archive")
 	// ErrFormat means the upload is not an archive of a supported kind.
 	ErrFormat = errors.New("unsupported or malformed archive")
+	// ErrSparse means an archive entry is a sparse file, which archive/tar
+	// would expand to its full size. It is an ErrFormat.
+	ErrSparse = fmt.Errorf("%w: sparse entries are refused", ErrFormat)
 )
 
 // Limits bound what an upload may cost.
 type Limits struct {
-	// MaxBytes caps the upload as sent and as decompressed.
+	// MaxBytes caps the upload as sent, as decompressed, and as extracted:
+	// the sizes of an archive's regular entries summed, and the bytes
+	// written when it is unpacked.
 	MaxBytes int64
 	// MaxRatio caps decompressed/compressed size for gzipped uploads.
 	MaxRatio int64
@@ -150,15 +165,22 @@ type entry struct {
 	size int64
 }
 
-// scan reads every header of the tar at p and checks names and links.
+// scan reads every header of the tar at p and checks names, links and
+// sizes: no entry may be sparse, and the regular entries together may hold
+// no more than the budget (the archive's own size, at most l.MaxBytes).
 func scan(p string, l Limits) ([]entry, error) {
 	f, err := os.Open(p) //nolint:gosec // our own temporary file
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	room, err := budgetOf(f, l)
+	if err != nil {
+		return nil, err
+	}
 	tr := tar.NewReader(f)
 	var out []entry
+	var total int64
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -174,9 +196,17 @@ func scan(p string, l Limits) ([]entry, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := notSparse(h); err != nil {
+			return nil, err
+		}
 		e := entry{name: name, typ: h.Typeflag, size: h.Size}
 		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeDir:
+		case tar.TypeReg:
+			if h.Size > room.bytes-total {
+				return nil, room.exceeded(h.Name, total+h.Size)
+			}
+			total += h.Size
+		case tar.TypeDir:
 		case tar.TypeSymlink:
 			if path.IsAbs(h.Linkname) {
 				return nil, fmt.Errorf("%w: %s links to absolute %s", ErrUnsafe, h.Name, h.Linkname)
@@ -201,6 +231,52 @@ func scan(p string, l Limits) ([]entry, error) {
 	return out, nil
 }
 
+// budget is what an archive may hold once unpacked: no more than its own
+// bytes (a tar holds more only through sparse entries, which are refused)
+// and no more than Limits.MaxBytes.
+type budget struct {
+	bytes   int64
+	archive int64 // the archive's size
+	max     int64 // Limits.MaxBytes
+}
+
+// budgetOf is the budget of the tar open as f.
+func budgetOf(f *os.File, l Limits) (budget, error) {
+	if l.MaxBytes <= 0 {
+		return budget{}, errors.New("archive: MaxBytes must be positive")
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return budget{}, err
+	}
+	return budget{bytes: min(fi.Size(), l.MaxBytes), archive: fi.Size(), max: l.MaxBytes}, nil
+}
+
+// exceeded is the error for entries, up to and including name, that need n
+// bytes, more than the budget.
+func (b budget) exceeded(name string, n int64) error {
+	if n > b.max {
+		return fmt.Errorf("%w: entries up to %s hold %d bytes, over the limit of %d", ErrTooLarge, name, n, b.max)
+	}
+	return fmt.Errorf("%w: entries up to %s hold %d bytes, more than the archive's own %d", ErrFormat, name, n, b.archive)
+}
+
+// notSparse refuses a sparse entry: the old GNU sparse type, or PAX
+// GNU.sparse.* records (GNU tar --sparse --format=posix writes them on a
+// regular entry, and archive/tar reports that entry as TypeReg at its full,
+// expanded size).
+func notSparse(h *tar.Header) error {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return fmt.Errorf("%w: %s is a GNU sparse file (type 'S') of %d bytes", ErrSparse, h.Name, h.Size)
+	}
+	for _, k := range slices.Sorted(maps.Keys(h.PAXRecords)) {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return fmt.Errorf("%w: %s is a sparse file (PAX record %s) of %d bytes", ErrSparse, h.Name, k, h.Size)
+		}
+	}
+	return nil
+}
+
 // safeName cleans an archive path and refuses one that is absolute or
 // climbs out of the archive.
 func safeName(n string) (string, error) {
@@ -218,8 +294,10 @@ func safeName(n string) (string, error) {
 }
 
 // extract writes the regular files and directories of the tar at p under
-// dir. Links are refused: an OCI image layout needs none.
-func extract(p, dir string, entries []entry) error {
+// dir. Links are refused: an OCI image layout needs none. It checks again
+// that no entry is sparse, and counts the bytes it writes: past the budget
+// (the archive's size, at most l.MaxBytes) it stops with ErrTooLarge.
+func extract(p, dir string, entries []entry, l Limits) error {
 	for _, e := range entries {
 		if e.typ == tar.TypeSymlink || e.typ == tar.TypeLink {
 			return fmt.Errorf("%w: %s is a link; an OCI image layout has none", ErrUnsafe, e.name)
@@ -230,12 +308,17 @@ func extract(p, dir string, entries []entry) error {
 		return err
 	}
 	defer f.Close()
+	room, err := budgetOf(f, l)
+	if err != nil {
+		return err
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
 	tr := tar.NewReader(f)
+	var written int64
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -246,6 +329,9 @@ func extract(p, dir string, entries []entry) error {
 		}
 		name, err := safeName(h.Name)
 		if err != nil {
+			return err
+		}
+		if err := notSparse(h); err != nil {
 			return err
 		}
 		switch h.Typeflag {
@@ -265,7 +351,14 @@ func extract(p, dir string, entries []entry) error {
 			if err != nil {
 				return fmt.Errorf("%w: %s: %w", ErrFormat, name, err)
 			}
-			_, err = io.CopyN(w, tr, h.Size)
+			n, err := io.Copy(w, io.LimitReader(tr, room.bytes-written))
+			written += n
+			if err == nil && written == room.bytes {
+				// The budget is spent: one more byte of this entry is too many.
+				if m, _ := tr.Read(make([]byte, 1)); m > 0 {
+					err = fmt.Errorf("%w: extraction would write more than %d bytes, the archive's size or the limit", ErrTooLarge, room.bytes)
+				}
+			}
 			if cerr := w.Close(); err == nil {
 				err = cerr
 			}

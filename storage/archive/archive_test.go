@@ -62,6 +62,15 @@ func FuzzLoadImage(f *testing.F) {
 	f.Add(tarOf(map[string]string{"manifest.json": `[{"Config":"c.json","Layers":["l.tar"]}]`, "c.json": `{}`, "l.tar": ""}))
 	f.Add(tarOf(map[string]string{"../x": "x"}))
 	f.Add([]byte{0x1f, 0x8b, 0, 0})
+	if haveGNUTar() {
+		// Sparse archives of 64 MiB files, 64 times the limit.
+		for _, kind := range []string{kindLayout, kindDockerSave} {
+			for _, format := range []string{"gnu", "posix", "posix/0.1"} {
+				b, _ := sparseTar(f, kind, format, 64<<20)
+				f.Add(b)
+			}
+		}
+	}
 	parent := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := Spool(bytes.NewReader(b), parent, Limits{MaxBytes: 1 << 20, MaxRatio: 50, MaxEntries: 1000}, true)
@@ -69,6 +78,11 @@ func FuzzLoadImage(f *testing.F) {
 			return
 		}
 		_, _ = LoadImage(s, Limits{MaxBytes: 1 << 20, MaxRatio: 50, MaxEntries: 1000})
+		// The spooled upload and what was extracted from it: each at most
+		// MaxBytes, whatever the headers claim.
+		if _, n, _ := diskUse(t, parent); n > 2<<20 {
+			t.Errorf("the spool directory holds files of %d bytes, over twice MaxBytes", n)
+		}
 		_ = s.Close()
 		if left, _ := os.ReadDir(parent); len(left) != 0 {
 			t.Fatalf("files left or written outside the spool: %v", left)

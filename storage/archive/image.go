@@ -31,7 +31,9 @@ func (l Loaded) Digest() (v1.Hash, error) {
 // `docker save` archive (manifest.json), and checks every blob's digest and
 // size against what refers to it before anything is pushed. Uncompressed
 // layer contents are not expanded (validate.Fast), so a layer cannot be a
-// decompression bomb here.
+// decompression bomb here. The tar itself is scanned first: an archive with
+// a sparse entry, or whose entries hold more than its own size or
+// l.MaxBytes, is refused before anything is extracted or read by ggcr.
 func LoadImage(s *Spooled, l Limits) (Loaded, error) {
 	entries, err := scan(s.Path, l)
 	if err != nil {
@@ -44,7 +46,7 @@ func LoadImage(s *Spooled, l Limits) (Loaded, error) {
 	var out Loaded
 	switch {
 	case names["index.json"]:
-		out, err = loadLayout(s, entries)
+		out, err = loadLayout(s, entries, l)
 	case names["manifest.json"]:
 		out, err = loadDockerSave(s)
 	default:
@@ -137,12 +139,12 @@ func checkIndex(idx v1.ImageIndex, depth int) error {
 	return nil
 }
 
-func loadLayout(s *Spooled, entries []entry) (Loaded, error) {
+func loadLayout(s *Spooled, entries []entry, l Limits) (Loaded, error) {
 	dir := filepath.Join(s.dir, "layout")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return Loaded{}, err
 	}
-	if err := extract(s.Path, dir, entries); err != nil {
+	if err := extract(s.Path, dir, entries, l); err != nil {
 		return Loaded{}, err
 	}
 	p, err := layout.FromPath(dir)
