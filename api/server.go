@@ -41,6 +41,7 @@ type Config struct {
 	Policies  *service.Policies
 	SBOMs     *service.SBOMs
 	Artifacts *service.Artifacts
+	Audit     *service.Audit
 	// Registry is the embedded registry handler, served under /v2/; nil for none.
 	Registry http.Handler
 	// RegistryHost is the embedded registry's name in image references:
@@ -71,6 +72,7 @@ func New(cfg Config) *echo.Echo {
 
 	m := newHTTPMetrics(cfg.Metrics)
 	e.Use(middleware.RequestID())
+	e.Use(requestIDContext)
 	e.Use(m.middleware)
 	e.Use(accessLog(cfg.Log))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -109,6 +111,7 @@ func New(cfg Config) *echo.Echo {
 	v1.GET("/policies", listPolicies(cfg.Policies), auth)
 	v1.POST("/policies", putPolicy(cfg.Policies), limit, auth)
 	v1.DELETE("/policies/:name", deletePolicy(cfg.Policies), auth)
+	v1.GET("/events", listEvents(cfg.Audit), auth)
 	v1.POST("/tokens", createToken(cfg.Tokens), limit, auth, require(service.ActionManageTokens))
 	v1.GET("/tokens", listTokens(cfg.Tokens), auth, require(service.ActionManageTokens))
 	v1.DELETE("/tokens/:id", revokeToken(cfg.Tokens), auth, require(service.ActionManageTokens))
@@ -119,6 +122,16 @@ func New(cfg Config) *echo.Echo {
 		e.Any("/v2/*", reg)
 	}
 	return e
+}
+
+// requestIDContext puts the request id into the request's context, where
+// the service records it with every event.
+func requestIDContext(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Response().Header().Get(echo.HeaderXRequestID)
+		c.SetRequest(c.Request().WithContext(service.WithRequestID(c.Request().Context(), id)))
+		return next(c)
+	}
 }
 
 // deadline bounds each request: every registry, KMS and database call

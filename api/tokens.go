@@ -15,7 +15,7 @@ func createToken(t *service.Tokens) echo.HandlerFunc {
 		if err := decode(c, &req); err != nil {
 			return err
 		}
-		secret, info, err := t.Create(c.Request().Context(), req.Name, req.Roles, req.Repositories)
+		secret, info, err := t.Create(c.Request().Context(), principal(c), req.Name, req.Roles, req.Repositories)
 		if err != nil {
 			return err
 		}
@@ -27,7 +27,7 @@ func createToken(t *service.Tokens) echo.HandlerFunc {
 
 func listTokens(t *service.Tokens) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ts, err := t.List(c.Request().Context())
+		ts, err := t.List(c.Request().Context(), principal(c))
 		if err != nil {
 			return err
 		}
@@ -41,7 +41,7 @@ func listTokens(t *service.Tokens) echo.HandlerFunc {
 
 func revokeToken(t *service.Tokens) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if err := t.Revoke(c.Request().Context(), c.Param("id")); err != nil {
+		if err := t.Revoke(c.Request().Context(), principal(c), c.Param("id")); err != nil {
 			return err
 		}
 		return c.NoContent(http.StatusNoContent)

@@ -78,7 +78,10 @@ func NewSet(def string, ks ...*Key) (*Set, error) {
 }
 
 // Apply replaces the statuses and the default, and sets the revision.
-// Keys not named in st keep theirs. def must name an active key.
+// Keys not named in st keep theirs. def must name a key of the set; a
+// default that is not an active signing key here signs nothing (Signer
+// refuses it), but the statuses still apply: a revocation made elsewhere
+// MUST take effect whatever this process can sign with.
 func (s *Set) Apply(st map[string]Status, def string, rev int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -92,8 +95,8 @@ func (s *Set) Apply(st map[string]Status, def string, rev int64) error {
 		}
 		next[n] = v
 	}
-	if k, ok := s.byName[def]; !ok || next[def].State != Active || !k.CanSign() {
-		return fmt.Errorf("default key %q must be an active signing key", def)
+	if _, ok := s.byName[def]; !ok {
+		return fmt.Errorf("default key %q is not in the key set", def)
 	}
 	s.status, s.def, s.rev = next, def, rev
 	return nil

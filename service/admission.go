@@ -80,7 +80,8 @@ func (a *Admission) Review(ctx context.Context, p Principal, body []byte, mutate
 		if _, done := results[im.Image]; done {
 			continue
 		}
-		d, err := a.gate.Verify(ctx, p, VerifyRequest{Image: im.Image, Namespace: req.Namespace, RequireDigest: !mutate})
+		d, err := a.gate.Verify(ctx, p, VerifyRequest{Image: im.Image, Namespace: req.Namespace, RequireDigest: !mutate,
+			WorkloadKind: req.Kind.Kind, WorkloadName: workload.Name(req.Name, req.Object.Raw)})
 		results[im.Image] = result{d, err}
 	}
 	var denied []string

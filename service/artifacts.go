@@ -27,13 +27,16 @@ type Artifacts struct {
 	push    pusher
 	tmp     string
 	limits  archive.Limits
+	rec     recorder
 	log     *slog.Logger
 }
 
 // NewArtifacts returns the artifact service. Uploads are spooled under tmp
 // within limits.
-func NewArtifacts(r resolver, p pusher, tmp string, limits archive.Limits, log *slog.Logger) *Artifacts {
-	return &Artifacts{resolve: r, push: p, tmp: tmp, limits: limits, log: log}
+// Every upload and registration is recorded through rec before it is
+// acknowledged.
+func NewArtifacts(r resolver, p pusher, tmp string, limits archive.Limits, rec recorder, log *slog.Logger) *Artifacts {
+	return &Artifacts{resolve: r, push: p, tmp: tmp, limits: limits, rec: rec, log: log}
 }
 
 // Artifact is an artifact pinned to its digest.
@@ -54,8 +57,13 @@ func (a *Artifacts) Register(ctx context.Context, p Principal, image string) (Ar
 	if err := Authorize(p, ActionSign); err != nil {
 		return Artifact{}, err
 	}
-	r, err := pin(ctx, a.resolve, SubjectRef{Image: image}, writeScope(p, ActionSign, nil))
+	subj := SubjectRef{Image: image}
+	r, err := pin(ctx, a.resolve, subj, writeScope(p, ActionSign, nil))
 	if err != nil {
+		return Artifact{}, err
+	}
+	if _, err := a.rec.Record(ctx, Event{Kind: EventArtifactRegistered, Actor: p, Repository: r.Digest.Context().Name(), Digest: r.Digest.DigestStr(),
+		Tags: subjectTags(subj), Detail: map[string]any{"media_type": string(r.Descriptor.MediaType), "size": r.Descriptor.Size}}); err != nil {
 		return Artifact{}, err
 	}
 	return artifact(r), nil
@@ -142,6 +150,14 @@ func (a *Artifacts) Upload(ctx context.Context, p Principal, req UploadRequest) 
 		}
 	default:
 		return Artifact{}, fmt.Errorf("%w: kind %q: want image or file", ErrInvalid, req.Kind)
+	}
+	var tags []string
+	if req.Tag != "" {
+		tags = []string{req.Tag}
+	}
+	if _, err := a.rec.Record(ctx, Event{Kind: EventArtifactUploaded, Actor: p, Repository: repo.Name(), Digest: res.Digest.DigestStr(), Tags: tags,
+		Detail: map[string]any{"kind": req.Kind, "media_type": string(res.Descriptor.MediaType), "size": res.Descriptor.Size, "filename": req.Filename}}); err != nil {
+		return Artifact{}, err // pushed but not recorded: the answer is a 503; a retry pushes the same digest again
 	}
 	a.log.InfoContext(ctx, "artifact uploaded", "digest", res.Digest.DigestStr(), "repo", repo.Name(), "kind", req.Kind, "caller", p.Name)
 	return artifact(res), nil

@@ -32,6 +32,7 @@ type Attestations struct {
 	keys      signerSet
 	evidence  *Evidence
 	locks     writeLocker
+	rec       recorder
 	log       *slog.Logger
 	now       func() time.Time
 	builderID string
@@ -40,8 +41,9 @@ type Attestations struct {
 // NewAttestations returns the attestation service. builderID is the SLSA
 // builder id attestd writes into the provenance it generates.
 // locks serializes writes of one subject, shared with the signing service.
-func NewAttestations(r resolver, w attestationWriter, ev *Evidence, ks signerSet, locks writeLocker, builderID string, log *slog.Logger) *Attestations {
-	return &Attestations{resolve: r, write: w, evidence: ev, keys: ks, locks: locks, log: log, now: time.Now, builderID: builderID}
+// Every attestation is recorded through rec before it is acknowledged.
+func NewAttestations(r resolver, w attestationWriter, ev *Evidence, ks signerSet, locks writeLocker, rec recorder, builderID string, log *slog.Logger) *Attestations {
+	return &Attestations{resolve: r, write: w, evidence: ev, keys: ks, locks: locks, rec: rec, log: log, now: time.Now, builderID: builderID}
 }
 
 // AttestRequest asks for a signed attestation.
@@ -95,7 +97,8 @@ func (a *Attestations) Attest(ctx context.Context, p Principal, req AttestReques
 	if err != nil {
 		return AttestResult{}, err
 	}
-	res, err := a.attest(ctx, key, []oci.Resolved{subj}, req.PredicateType, req.Predicate, attest.OriginCaller)
+	res, err := a.attest(ctx, attestWrite{actor: p, kind: EventAttestationCreated, key: key, subjects: []oci.Resolved{subj}, tags: [][]string{subjectTags(req.Subject)},
+		predicateType: req.PredicateType, predicate: req.Predicate, origin: attest.OriginCaller})
 	if err != nil {
 		return AttestResult{}, err
 	}
@@ -104,9 +107,10 @@ func (a *Attestations) Attest(ctx context.Context, p Principal, req AttestReques
 }
 
 // attestGenerated signs a predicate attestd wrote itself (an SBOM it
-// cataloged) about a digest already pinned and authorized, with origin
-// "attestd" and the default key.
-func (a *Attestations) attestGenerated(ctx context.Context, d name.Digest, predicateType string, predicate []byte) (AttestResult, error) {
+// cataloged, for the caller who asked) about a digest already pinned and
+// authorized, with origin "attestd" and the default key, and records it as
+// an event of kind.
+func (a *Attestations) attestGenerated(ctx context.Context, caller Principal, kind string, d name.Digest, predicateType string, predicate []byte) (AttestResult, error) {
 	key, err := a.signer("")
 	if err != nil {
 		return AttestResult{}, err
@@ -118,7 +122,7 @@ func (a *Attestations) attestGenerated(ctx context.Context, d name.Digest, predi
 	if err != nil {
 		return AttestResult{}, err
 	}
-	return a.attest(ctx, key, []oci.Resolved{subj}, predicateType, predicate, attest.OriginAttestd)
+	return a.attest(ctx, attestWrite{actor: caller, kind: kind, key: key, subjects: []oci.Resolved{subj}, predicateType: predicateType, predicate: predicate, origin: attest.OriginAttestd})
 }
 
 // refuseImpersonation refuses caller-submitted SLSA provenance that names
@@ -166,35 +170,62 @@ func (a *Attestations) signer(name string) (*keys.Key, error) {
 	return key, nil
 }
 
-// attest signs one statement about subjects and stores it next to each.
-// origin says who wrote the predicate; it is signed with the statement.
-func (a *Attestations) attest(ctx context.Context, key *keys.Key, subjects []oci.Resolved, predicateType string, predicate []byte, origin string) (AttestResult, error) {
+// attestWrite is one statement to sign and store: about which subjects
+// (with the tags they were named by), by which key, written by whom
+// (origin), recorded as which event kind and actor.
+type attestWrite struct {
+	actor         Principal
+	kind          string
+	key           *keys.Key
+	subjects      []oci.Resolved
+	tags          [][]string
+	predicateType string
+	predicate     []byte
+	origin        string
+}
+
+// attest signs one statement about the subjects, stores it next to each,
+// and records one event per subject, in one transaction, before it returns.
+func (a *Attestations) attest(ctx context.Context, w attestWrite) (AttestResult, error) {
+	key := w.key
 	v, err := key.Verifier()
 	if err != nil {
 		return AttestResult{}, err
 	}
-	canon, err := attest.Canonical(predicate)
+	canon, err := attest.Canonical(w.predicate)
 	if err != nil {
 		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	meta := attest.SignMeta{SignedAt: a.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version(), Origin: origin}
+	meta := attest.SignMeta{SignedAt: a.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version(), Origin: w.origin}
 	var ss []attest.Subject
-	for _, s := range subjects {
+	for _, s := range w.subjects {
 		ss = append(ss, attest.Subject{Name: s.Digest.Context().Name(), Digest: s.Digest.DigestStr()})
 	}
-	stmt, err := attest.NewStatement(ss, predicateType, predicate, meta)
+	stmt, err := attest.NewStatement(ss, w.predicateType, w.predicate, meta)
 	if err != nil {
 		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	res := AttestResult{Digest: subjects[0].Digest.DigestStr(), PredicateType: predicateType, KeyID: key.ID(), KeyName: key.Name(), SignedAt: meta.SignedAt}
+	res := AttestResult{Digest: w.subjects[0].Digest.DigestStr(), PredicateType: w.predicateType, KeyID: key.ID(), KeyName: key.Name(), SignedAt: meta.SignedAt}
 	var sig []byte // signed once, on first need
-	for _, subj := range subjects {
+	var evs []Event
+	for i, subj := range w.subjects {
 		res.Subjects = append(res.Subjects, subj.Digest.String())
-		locs, err := a.store(ctx, subj, key, v, stmt, &sig, predicateType, canon, origin)
+		locs, err := a.store(ctx, subj, key, v, stmt, &sig, w.predicateType, canon, w.origin)
 		if err != nil {
 			return AttestResult{}, err
 		}
 		res.Locations = append(res.Locations, locs...)
+		var tags []string
+		if i < len(w.tags) {
+			tags = w.tags[i]
+		}
+		evs = append(evs, Event{Kind: w.kind, Actor: w.actor, Repository: subj.Digest.Context().Name(), Digest: subj.Digest.DigestStr(), Tags: tags,
+			KeyID: key.ID(), KeyName: key.Name(), KeyVersion: key.Version(), PredicateType: w.predicateType, Locations: locs,
+			Evidence: evidenceRows(subj.Digest, "attestation", key.ID(), w.predicateType, w.origin, &meta.SignedAt, locs),
+			Detail:   map[string]any{"origin": w.origin, "subjects": res.Subjects}})
+	}
+	if _, err := a.rec.Record(ctx, evs...); err != nil {
+		return AttestResult{}, err // stored but not recorded: a retry finds the copies
 	}
 	return res, nil
 }
@@ -256,7 +287,7 @@ func (a *Attestations) existing(ctx context.Context, d name.Digest, key *keys.Ke
 		if c, err := attest.Canonical(at.statement.Predicate); err != nil || !bytes.Equal(c, canon) {
 			continue
 		}
-		loc := &oci.Location{Kind: at.Format, Ref: at.Ref, Existed: true}
+		loc := &oci.Location{Kind: at.Format, Ref: at.Ref, Existed: true, Content: at.Content}
 		switch {
 		case at.Format == "legacy-tag" && legacy == nil:
 			loc.Tag = oci.AttestationTag(d).String()

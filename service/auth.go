@@ -44,6 +44,8 @@ const (
 	ActionManagePolicies Action = "policies.manage"
 	// ActionRegistryDelete deletes manifests and tags in the embedded registry.
 	ActionRegistryDelete Action = "registry.delete"
+	// ActionAudit reads the record: events, decisions, evidence.
+	ActionAudit Action = "audit.read"
 )
 
 var allowed = map[Action][]string{
@@ -55,6 +57,7 @@ var allowed = map[Action][]string{
 	ActionManageKeys:     {},
 	ActionManagePolicies: {},
 	ActionRegistryDelete: {},
+	ActionAudit:          {RoleAuditor},
 }
 
 // Principal is an authenticated caller.
@@ -100,10 +103,10 @@ func AuthorizeRepository(p Principal, a Action, repo string) error {
 }
 
 type tokenStore interface {
-	InsertToken(ctx context.Context, t index.Token) error
+	InsertToken(ctx context.Context, t index.Token, evs ...index.Event) error
 	TokenByHash(ctx context.Context, hash string) (index.Token, error)
 	ListTokens(ctx context.Context, limit int) ([]index.Token, error)
-	RevokeToken(ctx context.Context, id string, at time.Time) error
+	RevokeToken(ctx context.Context, id string, at time.Time, evs ...index.Event) error
 	CountTokens(ctx context.Context) (int, error)
 }
 
@@ -111,6 +114,7 @@ type tokenStore interface {
 // returned once, at creation, and stored only as SHA-256 hashes.
 type Tokens struct {
 	store    tokenStore
+	rec      preparer
 	internal string
 	now      func() time.Time
 }
@@ -120,12 +124,14 @@ const tokenPrefix = "atd_"
 
 // NewTokens returns the token service. It also makes an in-memory credential
 // that attestd uses to push to its own embedded registry; it is never stored.
-func NewTokens(store tokenStore) (*Tokens, error) {
+// Creations and revocations are recorded as events in the same transaction
+// (rec prepares them); the secret never is.
+func NewTokens(store tokenStore, rec preparer) (*Tokens, error) {
 	s, err := newSecret()
 	if err != nil {
 		return nil, err
 	}
-	return &Tokens{store: store, internal: s, now: time.Now}, nil
+	return &Tokens{store: store, rec: rec, internal: s, now: time.Now}, nil
 }
 
 func newSecret() (string, error) {
@@ -164,7 +170,10 @@ const maxTokenRepositories = 64
 // A token that may write (the signer role) needs the repositories it may
 // write to; every repository only when said explicitly ("**"). An admin
 // token writes anywhere.
-func (t *Tokens) Create(ctx context.Context, name string, roles, repositories []string) (string, TokenInfo, error) {
+func (t *Tokens) Create(ctx context.Context, p Principal, name string, roles, repositories []string) (string, TokenInfo, error) {
+	if err := Authorize(p, ActionManageTokens); err != nil {
+		return "", TokenInfo{}, err
+	}
 	if !tokenName.MatchString(name) {
 		return "", TokenInfo{}, fmt.Errorf("%w: token name must match %s", ErrInvalid, tokenName)
 	}
@@ -207,8 +216,13 @@ func (t *Tokens) Create(ctx context.Context, name string, roles, repositories []
 		return "", TokenInfo{}, err
 	}
 	tok := index.Token{ID: hex.EncodeToString(idb), Name: name, Roles: clean, Repositories: repos, Hash: hashToken(secret), CreatedAt: t.now().UTC().Truncate(time.Second)}
-	if err := t.store.InsertToken(ctx, tok); err != nil {
+	ev, err := t.rec.Prepare(ctx, Event{Kind: EventTokenCreated, Actor: p,
+		Detail: map[string]any{"token_id": tok.ID, "name": tok.Name, "roles": tok.Roles, "repositories": tok.Repositories}})
+	if err != nil {
 		return "", TokenInfo{}, err
+	}
+	if err := t.store.InsertToken(ctx, tok, ev); err != nil {
+		return "", TokenInfo{}, fmt.Errorf("%w: store the token: %w", ErrUnavailable, err)
 	}
 	return secret, info(tok), nil
 }
@@ -221,7 +235,10 @@ func info(t index.Token) TokenInfo {
 const maxTokensListed = 1000
 
 // List lists tokens, newest first.
-func (t *Tokens) List(ctx context.Context) ([]TokenInfo, error) {
+func (t *Tokens) List(ctx context.Context, p Principal) ([]TokenInfo, error) {
+	if err := Authorize(p, ActionManageTokens); err != nil {
+		return nil, err
+	}
 	ts, err := t.store.ListTokens(ctx, maxTokensListed)
 	if err != nil {
 		return nil, err
@@ -233,13 +250,21 @@ func (t *Tokens) List(ctx context.Context) ([]TokenInfo, error) {
 	return out, nil
 }
 
-// Revoke revokes the token with id. Revocation takes effect on the next request.
-func (t *Tokens) Revoke(ctx context.Context, id string) error {
-	if err := t.store.RevokeToken(ctx, id, t.now()); err != nil {
+// Revoke revokes the token with id. Revocation takes effect on the next
+// request, on every replica (tokens are read from the shared index).
+func (t *Tokens) Revoke(ctx context.Context, p Principal, id string) error {
+	if err := Authorize(p, ActionManageTokens); err != nil {
+		return err
+	}
+	ev, err := t.rec.Prepare(ctx, Event{Kind: EventTokenRevoked, Actor: p, Detail: map[string]any{"token_id": id}})
+	if err != nil {
+		return err
+	}
+	if err := t.store.RevokeToken(ctx, id, t.now(), ev); err != nil {
 		if errors.Is(err, index.ErrNotFound) {
 			return fmt.Errorf("%w: no active token %q", ErrNotFound, id)
 		}
-		return err
+		return fmt.Errorf("%w: revoke the token: %w", ErrUnavailable, err)
 	}
 	return nil
 }
@@ -273,7 +298,7 @@ func (t *Tokens) Bootstrap(ctx context.Context, path string) (bool, error) {
 	if n > 0 {
 		return false, nil
 	}
-	secret, _, err := t.Create(ctx, "bootstrap-admin", []string{RoleAdmin}, nil)
+	secret, _, err := t.Create(ctx, Principal{Name: "attestd", Roles: []string{RoleAdmin}}, "bootstrap-admin", []string{RoleAdmin}, nil)
 	if err != nil {
 		return false, err
 	}

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,9 @@ func newTokens(t *testing.T) *Tokens {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	tk, err := NewTokens(db)
+	rec := NewRecorder(db, slog.New(slog.DiscardHandler))
+	t.Cleanup(func() { _ = rec.Close(context.Background()) })
+	tk, err := NewTokens(db, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +44,10 @@ func TestBootstrapOnceAndAuthenticate(t *testing.T) {
 	p, err := tk.Authenticate(ctx, strings.TrimSpace(string(secret)))
 	if err != nil || Authorize(p, ActionManageTokens) != nil {
 		t.Fatalf("bootstrap token: %+v %v", p, err)
+	}
+	evs, err := tk.store.(*index.DB).Events(ctx, index.EventFilter{Kind: EventTokenCreated})
+	if err != nil || len(evs) != 1 || evs[0].ActorName != "attestd" || strings.Contains(string(evs[0].Detail), strings.TrimSpace(string(secret))) {
+		t.Errorf("the bootstrap token's creation is not recorded, or the record holds its secret: %+v %v", evs, err)
 	}
 	if again, err := tk.Bootstrap(ctx, path); err != nil || again {
 		t.Errorf("second bootstrap created a token: %v %v", again, err)

@@ -80,6 +80,8 @@ type SignatureCheck struct {
 	Format string
 	// Ref is where the signature is stored.
 	Ref string
+	// Content identifies the copy within its layout.
+	Content string
 	// KeyID and KeyName name the key it verified with; empty if none did.
 	KeyID, KeyName string
 	// KeyVersion is the KMS key version the signature records, if any.
@@ -105,8 +107,10 @@ type SignatureReport struct {
 
 // Attestation is one stored attestation, checked against the key set.
 type Attestation struct {
-	Format        string
-	Ref           string
+	Format string
+	Ref    string
+	// Content identifies the copy within its layout.
+	Content       string
 	PredicateType string
 	KeyID         string
 	KeyName       string
@@ -192,8 +196,8 @@ func signedAt(m attest.SignMeta) *time.Time {
 func (e *Evidence) Signatures(ctx context.Context, d name.Digest) (SignatureReport, error) {
 	rep := SignatureReport{Image: d.String(), Digest: d.DigestStr(), KeySetRevision: e.keys.Revision(), Signatures: []SignatureCheck{}}
 	entries := e.keys.All()
-	add := func(format, ref string, v verdict) {
-		c := SignatureCheck{Format: format, Ref: ref, Valid: v.valid, Reason: v.reason}
+	add := func(format, ref, content string, v verdict) {
+		c := SignatureCheck{Format: format, Ref: ref, Content: content, Valid: v.valid, Reason: v.reason}
 		if v.key != nil {
 			c.KeyID, c.KeyName, c.KeyVersion, c.SignedAt = v.key.ID(), v.key.Name(), v.meta.KeyVersion, signedAt(v.meta)
 		}
@@ -209,7 +213,7 @@ func (e *Evidence) Signatures(ctx context.Context, d name.Digest) (SignatureRepo
 		return SignatureReport{}, registryErr(err)
 	}
 	for _, sg := range sigs {
-		add("legacy-tag", sigRef, e.judge(entries, d, "", func(v signature.Verifier) (attest.SignMeta, *attest.Statement, error) {
+		add("legacy-tag", sigRef, oci.LegacySignatureContent(sg.Payload, sg.Signature), e.judge(entries, d, "", func(v signature.Verifier) (attest.SignMeta, *attest.Statement, error) {
 			m, err := legacyMeta(sg, d, v)
 			return m, nil, err
 		}))
@@ -221,10 +225,10 @@ func (e *Evidence) Signatures(ctx context.Context, d name.Digest) (SignatureRepo
 	for _, b := range bundles {
 		env, err := attest.ParseBundle(b.Bundle)
 		if err != nil {
-			add("referrer", b.Ref, verdict{reason: err.Error()})
+			add("referrer", b.Ref, oci.RefContent(b.Ref), verdict{reason: err.Error()})
 			continue
 		}
-		add("referrer", b.Ref, e.judge(entries, d, env.Hint, func(v signature.Verifier) (attest.SignMeta, *attest.Statement, error) {
+		add("referrer", b.Ref, oci.RefContent(b.Ref), e.judge(entries, d, env.Hint, func(v signature.Verifier) (attest.SignMeta, *attest.Statement, error) {
 			st, err := checkDSSE(env, d, v, attest.CosignSignPredicateType)
 			if err != nil {
 				return attest.SignMeta{}, nil, err
@@ -266,7 +270,7 @@ func (e *Evidence) Attestations(ctx context.Context, d name.Digest, predicateTyp
 		return AttestationList{}, registryErr(err)
 	}
 	for _, s := range envs {
-		at := Attestation{Format: "legacy-tag", Ref: s.Ref, PredicateType: s.PredicateType, Envelope: s.Envelope}
+		at := Attestation{Format: "legacy-tag", Ref: s.Ref, Content: oci.EnvelopeContent(s.Envelope), PredicateType: s.PredicateType, Envelope: s.Envelope}
 		env, err := attest.ParseEnvelope(s.Envelope)
 		if err != nil {
 			at.Envelope = nil
@@ -280,7 +284,7 @@ func (e *Evidence) Attestations(ctx context.Context, d name.Digest, predicateTyp
 		return AttestationList{}, registryErr(err)
 	}
 	for _, b := range bundles {
-		at := Attestation{Format: "referrer", Ref: b.Ref}
+		at := Attestation{Format: "referrer", Ref: b.Ref, Content: oci.RefContent(b.Ref)}
 		env, err := attest.ParseBundle(b.Bundle)
 		if err != nil {
 			add(at, verdict{reason: err.Error()})

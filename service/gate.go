@@ -22,8 +22,11 @@ import (
 	"github.com/attestd/attestd/storage/oci"
 )
 
-type decisionStore interface {
-	InsertDecision(ctx context.Context, d index.Decision) error
+// decisionRecorder records fresh decisions durably and counts allows
+// served again from the verdict cache; *Recorder is one.
+type decisionRecorder interface {
+	Record(ctx context.Context, evs ...Event) (int, error)
+	Reused(decisionID, namespace, workloadKind, workloadName string)
 }
 
 type gateKeys interface {
@@ -41,7 +44,7 @@ type Gate struct {
 	evidence *Evidence
 	keys     gateKeys
 	policies *policy.Set
-	store    decisionStore
+	rec      decisionRecorder
 	log      *slog.Logger
 	now      func() time.Time
 	timeout  time.Duration
@@ -55,12 +58,16 @@ type Gate struct {
 type cached struct {
 	reqs    []Requirement
 	expires time.Time
+	// decision is the recorded decision whose allow this is: a reuse
+	// counts against it.
+	decision string
 }
 
 // NewGate returns the gate. timeout bounds one decision; ttl is how long a
 // verdict is reused.
-func NewGate(r resolver, ev *Evidence, ks gateKeys, ps *policy.Set, store decisionStore, timeout, ttl time.Duration, log *slog.Logger) *Gate {
-	return &Gate{resolve: r, evidence: ev, keys: ks, policies: ps, store: store, log: log, now: time.Now,
+// Fresh decisions are recorded through rec before they are answered.
+func NewGate(r resolver, ev *Evidence, ks gateKeys, ps *policy.Set, rec decisionRecorder, timeout, ttl time.Duration, log *slog.Logger) *Gate {
+	return &Gate{resolve: r, evidence: ev, keys: ks, policies: ps, rec: rec, log: log, now: time.Now,
 		timeout: timeout, ttl: ttl, cache: map[string]cached{}}
 }
 
@@ -75,6 +82,8 @@ type VerifyRequest struct {
 	// judging it allows tags (the validating admission webhook: a tag
 	// admitted unpinned can move after admission).
 	RequireDigest bool
+	// WorkloadKind and WorkloadName say what is being admitted, for the record.
+	WorkloadKind, WorkloadName string
 	// Breakglass, if set, asks to allow despite the policy.
 	Breakglass *BreakglassRequest
 }
@@ -120,7 +129,11 @@ type Decision struct {
 	Warnings       []string        `json:"warnings,omitempty"`
 	Reason         string          `json:"reason"`
 	Breakglass     string          `json:"breakglass,omitempty"`
-	Cached         bool            `json:"cached"`
+	// Cached is true when the allow was served from the verdict cache; ID
+	// is then the recorded decision it reused.
+	Cached bool `json:"cached"`
+
+	reusedFrom []string
 }
 
 // Verify decides on req. It returns an error only for a request that is
@@ -147,10 +160,12 @@ func (g *Gate) Verify(ctx context.Context, p Principal, req VerifyRequest) (d De
 	defer func() {
 		if r := recover(); r != nil {
 			g.log.ErrorContext(ctx, "panic in the gate", "panic", fmt.Sprint(r))
-			d.Allow, d.Reason = false, "deny: internal error while deciding"
+			d.ID, d.Allow, d.Reason, d.Cached, d.reusedFrom = newID(), false, "deny: internal error while deciding", false, nil
 			err = nil
 		}
-		g.record(ctx, p, req, d)
+		if rerr := g.record(ctx, p, req, ref, d); rerr != nil {
+			d, err = Decision{}, rerr
+		}
 	}()
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
@@ -160,11 +175,11 @@ func (g *Gate) Verify(ctx context.Context, p Principal, req VerifyRequest) (d De
 
 // judged is one policy's outcome before the decision combines them.
 type judged struct {
-	pol      *policy.Policy
-	reqs     []Requirement
-	failed   []string
-	verdict  PolicyVerdict
-	warnings []string
+	pol       *policy.Policy
+	reqs      []Requirement
+	failed    []string
+	verdict   PolicyVerdict
+	fromCache string
 }
 
 func (g *Gate) decide(ctx context.Context, req VerifyRequest, ref name.Reference, d Decision) Decision {
@@ -212,14 +227,16 @@ func (g *Gate) decide(ctx context.Context, req VerifyRequest, ref name.Reference
 	// once, however many policies and requirements need it.
 	ctx = oci.WithReadMemo(ctx)
 	var results []judged
-	allCached := true
+	var reused []string
 	for _, pol := range pols {
-		reqs, cachedHit, err := g.requirements(ctx, pol, subj)
+		reqs, from, err := g.requirements(ctx, pol, subj, d.ID)
 		if err != nil {
 			return deny(err.Error())
 		}
-		allCached = allCached && cachedHit
-		j := judged{pol: pol, reqs: reqs, verdict: PolicyVerdict{Name: pol.Name, Revision: pol.Revision(), Mode: string(pol.Mode)}}
+		if from != "" && !slices.Contains(reused, from) {
+			reused = append(reused, from)
+		}
+		j := judged{pol: pol, reqs: reqs, fromCache: from, verdict: PolicyVerdict{Name: pol.Name, Revision: pol.Revision(), Mode: string(pol.Mode)}}
 		for _, r := range reqs {
 			if len(pols) > 1 {
 				r.Policy = pol.Name
@@ -231,7 +248,9 @@ func (g *Gate) decide(ctx context.Context, req VerifyRequest, ref name.Reference
 		}
 		results = append(results, j)
 	}
-	d.Cached = allCached
+	if len(reused) > 0 && len(results) == len(pols) && allFromCache(results, reused) {
+		d.Cached, d.reusedFrom, d.ID = true, reused, reused[0]
+	}
 	return g.combine(req, d, results)
 }
 
@@ -294,6 +313,17 @@ func (g *Gate) combine(req VerifyRequest, d Decision, results []judged) Decision
 	return d
 }
 
+// allFromCache reports whether every policy's requirements came from the
+// cache (each cached verdict is an allow).
+func allFromCache(results []judged, reused []string) bool {
+	for _, j := range results {
+		if len(j.failed) > 0 || j.fromCache == "" {
+			return false
+		}
+	}
+	return len(reused) > 0
+}
+
 // cacheKey keys a verdict by repository and digest, policy revision and
 // key-set revision: never by tag, and never across repositories, since
 // evidence and key scopes belong to a repository.
@@ -317,15 +347,17 @@ func (g *Gate) allCachedAllow(d name.Digest, pols []*policy.Policy) bool {
 
 // requirements checks the policy's requirements on subj, from the cache
 // when the same repository, digest, policy revision and key-set revision
-// were checked lately. Identical concurrent checks run once. A failure to
-// read evidence is an error and is not cached.
-func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Resolved) ([]Requirement, bool, error) {
+// were checked lately; it then returns the decision that checked them.
+// Identical concurrent checks run once. A failure to read evidence is an
+// error and is not cached. decision is the id of the decision asking: an
+// allow it computes is cached under it.
+func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Resolved, decision string) ([]Requirement, string, error) {
 	key := g.cacheKey(subj.Digest, pol)
 	g.mu.Lock()
 	c, ok := g.cache[key]
 	g.mu.Unlock()
 	if ok && g.now().Before(c.expires) {
-		return slices.Clone(c.reqs), true, nil
+		return slices.Clone(c.reqs), c.decision, nil
 	}
 	v, err, _ := g.flight.Do(key, func() (any, error) {
 		reqs, err := g.check(ctx, pol, subj.Digest)
@@ -343,14 +375,14 @@ func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Re
 		if len(g.cache) > 100_000 {
 			g.cache = map[string]cached{} // bounded: start over rather than grow
 		}
-		g.cache[key] = cached{reqs: reqs, expires: g.now().Add(g.ttl)}
+		g.cache[key] = cached{reqs: reqs, expires: g.now().Add(g.ttl), decision: decision}
 		g.mu.Unlock()
 		return reqs, nil
 	})
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
-	return slices.Clone(v.([]Requirement)), false, nil
+	return slices.Clone(v.([]Requirement)), "", nil
 }
 
 // check runs the policy's requirements on d, concurrently; any failure to
@@ -496,9 +528,11 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// record writes the decision to the log and the index. Audit-mode and
-// breakglass decisions are logged at warn level.
-func (g *Gate) record(ctx context.Context, p Principal, req VerifyRequest, d Decision) {
+// record logs the decision and records it. A fresh decision is recorded
+// durably before it is answered: if it cannot be, the answer is an error
+// (503), never an unrecorded decision. An allow served from the cache
+// counts against the decision it reused.
+func (g *Gate) record(ctx context.Context, p Principal, req VerifyRequest, ref name.Reference, d Decision) error {
 	wouldDeny := !d.Allow || d.Breakglass != "" || len(d.Warnings) > 0 || strings.Contains(d.Reason, "would deny")
 	level := slog.LevelInfo
 	if wouldDeny {
@@ -506,13 +540,31 @@ func (g *Gate) record(ctx context.Context, p Principal, req VerifyRequest, d Dec
 	}
 	g.log.Log(ctx, level, "gate decision", "decision_id", d.ID, "allow", d.Allow, "image", d.Image, "digest", d.Digest,
 		"policy", d.Policy, "policy_revision", d.Revision, "mode", d.Mode, "reason", d.Reason, "breakglass", d.Breakglass,
-		"namespace", req.Namespace, "caller", p.Name, "cached", d.Cached)
-	detail, _ := json.Marshal(d)
-	err := g.store.InsertDecision(context.WithoutCancel(ctx), index.Decision{
-		ID: d.ID, At: g.now(), Image: d.Image, Digest: d.Digest, Policy: d.Policy, Revision: d.Revision, Mode: d.Mode,
-		Allowed: d.Allow, WouldDeny: wouldDeny, Breakglass: d.Breakglass, Caller: p.Name, Detail: string(detail),
-	})
-	if err != nil {
-		g.log.ErrorContext(ctx, "decision not recorded", "decision_id", d.ID, "err", err.Error())
+		"namespace", req.Namespace, "workload", req.WorkloadKind+"/"+req.WorkloadName, "caller", p.Name, "cached", d.Cached)
+	if d.Cached {
+		for _, id := range d.reusedFrom {
+			g.rec.Reused(id, req.Namespace, req.WorkloadKind, req.WorkloadName)
+		}
+		return nil
 	}
+	detail, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	repo := ref.Context().Name()
+	var tags []string
+	if t, ok := ref.(name.Tag); ok {
+		tags = []string{t.TagStr()}
+	}
+	_, err = g.rec.Record(ctx, Event{
+		Kind: EventDecisionMade, Actor: p, Repository: repo, Digest: d.Digest, Tags: tags,
+		Detail: map[string]any{"allow": d.Allow, "policy": d.Policy, "policy_revision": d.Revision, "mode": d.Mode, "key_set_revision": d.KeySetRevision,
+			"namespace": req.Namespace, "workload_kind": req.WorkloadKind, "workload_name": req.WorkloadName, "breakglass": d.Breakglass, "reason": d.Reason, "decision_id": d.ID},
+		Decision: &index.Decision{
+			ID: d.ID, At: g.now().UTC(), Image: d.Image, Digest: d.Digest, Policy: d.Policy, Revision: d.Revision, Mode: d.Mode,
+			Allowed: d.Allow, WouldDeny: wouldDeny, Breakglass: d.Breakglass, Caller: p.Name, Detail: string(detail),
+			Repository: repo, Namespace: req.Namespace, WorkloadKind: req.WorkloadKind, WorkloadName: req.WorkloadName, RequestID: RequestID(ctx),
+		},
+	})
+	return err
 }

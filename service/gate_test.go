@@ -48,7 +48,9 @@ func TestGatePanicIsADeny(t *testing.T) {
 	}
 	ps, _ := policy.NewSet(p)
 	log := slog.New(slog.DiscardHandler)
-	g := NewGate(panicking{}, nil, set, ps, db, time.Second, time.Minute, log)
+	rec := NewRecorder(db, log)
+	defer rec.Close(ctx)
+	g := NewGate(panicking{}, nil, set, ps, rec, time.Second, time.Minute, log)
 	d, err := g.Verify(ctx, Principal{Name: "t", Roles: []string{RoleVerifier}}, VerifyRequest{Image: "registry.example/app:v1", Policy: "p"})
 	if err != nil {
 		t.Fatalf("a panic became an error, not a decision: %v", err)
@@ -56,8 +58,8 @@ func TestGatePanicIsADeny(t *testing.T) {
 	if d.Allow || !strings.Contains(d.Reason, "internal error") || d.ID == "" {
 		t.Errorf("a panic while deciding: %+v, want a deny", d)
 	}
-	rec, err := db.DecisionByID(ctx, d.ID)
-	if err != nil || rec.Allowed {
-		t.Errorf("the deny was not recorded: %+v %v", rec, err)
+	dec, err := db.DecisionByID(ctx, d.ID)
+	if err != nil || dec.Allowed {
+		t.Errorf("the deny was not recorded: %+v %v", dec, err)
 	}
 }

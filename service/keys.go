@@ -16,7 +16,8 @@ import (
 
 type keyStore interface {
 	Keys(ctx context.Context) ([]index.KeyRecord, error)
-	SaveKeys(ctx context.Context, recs []index.KeyRecord) (int64, error)
+	SaveKeys(ctx context.Context, recs []index.KeyRecord, evs ...index.Event) (int64, error)
+	Revision(ctx context.Context, name string) (int64, error)
 }
 
 // KeyLifecycle lists the key set and rotates and revokes keys at run time.
@@ -26,6 +27,7 @@ type KeyLifecycle struct {
 	mu    sync.Mutex
 	set   *keys.Set
 	store keyStore
+	rec   preparer
 	log   *slog.Logger
 	now   func() time.Time
 }
@@ -34,8 +36,12 @@ type KeyLifecycle struct {
 // in the index: a key keeps its state and window across restarts, a key
 // dropped from the configuration stays to verify (retired), and a rotation
 // made through the API outlives the configured default.
-func NewKeyLifecycle(ctx context.Context, set *keys.Set, store keyStore, log *slog.Logger) (*KeyLifecycle, error) {
-	l := &KeyLifecycle{set: set, store: store, log: log, now: time.Now}
+//
+// Rotations and revocations are recorded as events in the same transaction
+// as the change (rec prepares them). Reload applies changes another
+// replica made.
+func NewKeyLifecycle(ctx context.Context, set *keys.Set, store keyStore, rec preparer, log *slog.Logger) (*KeyLifecycle, error) {
+	l := &KeyLifecycle{set: set, store: store, rec: rec, log: log, now: time.Now}
 	recs, err := store.Keys(ctx)
 	if err != nil {
 		return nil, err
@@ -98,23 +104,85 @@ func NewKeyLifecycle(ctx context.Context, set *keys.Set, store keyStore, log *sl
 	if st := statuses[def]; st.State != keys.Active {
 		return nil, fmt.Errorf("default key %s is %s: configure an active default key", def, st.State)
 	}
-	if err := l.commit(ctx, statuses, def); err != nil {
+	if err := l.commit(ctx, statuses, def, true); err != nil {
 		return nil, err
 	}
 	return l, nil
+}
+
+// Reload applies the key states stored by any replica, when the key-set
+// revision moved: a key revoked elsewhere is revoked here too, and a key
+// known only from the index verifies (it signs nothing).
+func (l *KeyLifecycle) Reload(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reload(ctx)
+}
+
+func (l *KeyLifecycle) reload(ctx context.Context) error {
+	rev, err := l.store.Revision(ctx, index.RevisionKeys)
+	if err != nil {
+		return err
+	}
+	if rev == l.set.Revision() {
+		return nil
+	}
+	recs, err := l.store.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	statuses := map[string]keys.Status{}
+	def := l.set.Default()
+	for _, r := range recs {
+		k, _, err := l.set.Get(r.Name)
+		switch {
+		case err == nil && k.ID() != r.KeyID:
+			continue // this name is configured here as another key
+		case err != nil:
+			if _, known := l.set.ByID(r.KeyID); known {
+				continue
+			}
+			pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(r.PublicPEM))
+			if err != nil {
+				return fmt.Errorf("stored key %s: %w", r.Name, err)
+			}
+			vk, err := keys.NewVerifyOnly(r.Name, pub)
+			if err != nil {
+				return err
+			}
+			if err := l.set.Add(vk, status(r)); err != nil {
+				return err
+			}
+			continue
+		}
+		statuses[r.Name] = status(r)
+		if r.Default {
+			def = r.Name
+		}
+	}
+	if err := l.set.Apply(statuses, def, rev); err != nil {
+		return err
+	}
+	l.log.InfoContext(ctx, "key set reloaded", "revision", rev, "default", def)
+	return nil
 }
 
 func status(r index.KeyRecord) keys.Status {
 	return keys.Status{State: keys.State(r.State), NotBefore: r.NotBefore, NotAfter: r.NotAfter, RevokedAt: r.RevokedAt, Reason: r.Reason}
 }
 
-// commit stores the statuses (merged over the current ones) and the default,
-// then applies them to the set.
-func (l *KeyLifecycle) commit(ctx context.Context, changed map[string]keys.Status, def string) error {
+// commit stores the changed statuses and the default, with evs, then
+// applies them to the set. With all, every key is written (reconciling the
+// configuration at start); otherwise only the changed keys, so that
+// replicas changing different keys do not overwrite each other.
+func (l *KeyLifecycle) commit(ctx context.Context, changed map[string]keys.Status, def string, all bool, evs ...index.Event) error {
 	var recs []index.KeyRecord
 	for _, e := range l.set.All() {
 		st, ok := changed[e.Key.Name()]
 		if !ok {
+			if !all {
+				continue
+			}
 			st = e.Status
 		}
 		recs = append(recs, index.KeyRecord{
@@ -122,7 +190,7 @@ func (l *KeyLifecycle) commit(ctx context.Context, changed map[string]keys.Statu
 			Default: e.Key.Name() == def, NotBefore: st.NotBefore, NotAfter: st.NotAfter, RevokedAt: st.RevokedAt, Reason: st.Reason,
 		})
 	}
-	rev, err := l.store.SaveKeys(ctx, recs)
+	rev, err := l.store.SaveKeys(ctx, recs, evs...)
 	if err != nil {
 		return err
 	}
@@ -174,6 +242,9 @@ func (l *KeyLifecycle) Activate(ctx context.Context, p Principal, name string) (
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.reload(ctx); err != nil {
+		return KeySet{}, fmt.Errorf("%w: read the key set: %w", ErrUnavailable, err)
+	}
 	k, st, err := l.set.Get(name)
 	if err != nil || name == "" {
 		return KeySet{}, fmt.Errorf("%w: %w", ErrNotFound, err)
@@ -191,8 +262,14 @@ func (l *KeyLifecycle) Activate(ctx context.Context, p Principal, name string) (
 		return KeySet{}, err
 	}
 	oldSt.State, oldSt.NotAfter = keys.Retired, &now
-	if err := l.commit(ctx, map[string]keys.Status{old: oldSt}, name); err != nil {
+	ev, err := l.rec.Prepare(ctx, Event{Kind: EventKeyActivated, Actor: p, KeyID: k.ID(), KeyName: name, KeyVersion: k.Version(),
+		Detail: map[string]any{"previous": old, "retired_at": now}})
+	if err != nil {
 		return KeySet{}, err
+	}
+	// The new default's record is written too: its default flag changes.
+	if err := l.commit(ctx, map[string]keys.Status{old: oldSt, name: st}, name, false, ev); err != nil {
+		return KeySet{}, fmt.Errorf("%w: store the rotation: %w", ErrUnavailable, err)
 	}
 	l.log.InfoContext(ctx, "signing key rotated", "from", old, "to", name, "by", p.Name, "revision", l.set.Revision())
 	return l.List(), nil
@@ -211,7 +288,10 @@ func (l *KeyLifecycle) Revoke(ctx context.Context, p Principal, name, reason str
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, st, err := l.set.Get(name)
+	if err := l.reload(ctx); err != nil {
+		return KeySet{}, fmt.Errorf("%w: read the key set: %w", ErrUnavailable, err)
+	}
+	k, st, err := l.set.Get(name)
 	if err != nil || name == "" {
 		return KeySet{}, fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
@@ -223,8 +303,13 @@ func (l *KeyLifecycle) Revoke(ctx context.Context, p Principal, name, reason str
 	}
 	now := l.now().UTC().Truncate(time.Second)
 	st.State, st.RevokedAt, st.Reason = keys.Revoked, &now, reason
-	if err := l.commit(ctx, map[string]keys.Status{name: st}, l.set.Default()); err != nil {
+	ev, err := l.rec.Prepare(ctx, Event{Kind: EventKeyRevoked, Actor: p, KeyID: k.ID(), KeyName: name, KeyVersion: k.Version(),
+		Detail: map[string]any{"reason": reason, "revoked_at": now}})
+	if err != nil {
 		return KeySet{}, err
+	}
+	if err := l.commit(ctx, map[string]keys.Status{name: st}, l.set.Default(), false, ev); err != nil {
+		return KeySet{}, fmt.Errorf("%w: store the revocation: %w", ErrUnavailable, err)
 	}
 	l.log.InfoContext(ctx, "key revoked", "key", name, "by", p.Name, "revision", l.set.Revision())
 	return l.List(), nil

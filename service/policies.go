@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/attestd/attestd/service/policy"
 	"github.com/attestd/attestd/storage/index"
@@ -22,16 +23,67 @@ func policyErr(err error) error {
 type Policies struct {
 	set   *policy.Set
 	store policyStore
+	rec   preparer
+	files [][]byte
+
+	mu  sync.Mutex
+	rev int64
 }
 
 type policyStore interface {
-	PutPolicy(ctx context.Context, name string, doc []byte) error
-	DeletePolicy(ctx context.Context, name string) error
+	PutPolicy(ctx context.Context, name string, doc []byte, evs ...index.Event) error
+	DeletePolicy(ctx context.Context, name string, evs ...index.Event) error
+	Policies(ctx context.Context) (map[string][]byte, error)
+	Revision(ctx context.Context, name string) (int64, error)
 }
 
-// NewPolicies returns the policy service over set.
-func NewPolicies(set *policy.Set, store policyStore) *Policies {
-	return &Policies{set: set, store: store}
+// NewPolicies returns the policy service over set: the policies of files
+// (documents given in the configuration), then those stored in the index,
+// which replace a file's policy of the same name. Changes are recorded as
+// events in the same transaction (rec prepares them); Reload applies
+// changes another replica made. A bad policy stops it with the reason.
+func NewPolicies(ctx context.Context, set *policy.Set, files [][]byte, store policyStore, rec preparer) (*Policies, error) {
+	s := &Policies{set: set, store: store, rec: rec, files: files, rev: -1}
+	if err := s.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Reload reads the stored policies when the policy revision moved, and
+// replaces the set's policies with the files' and the stored ones.
+func (s *Policies) Reload(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rev, err := s.store.Revision(ctx, index.RevisionPolicies)
+	if err != nil {
+		return err
+	}
+	if rev == s.rev {
+		return nil
+	}
+	stored, err := s.store.Policies(ctx)
+	if err != nil {
+		return err
+	}
+	next := map[string]*policy.Policy{}
+	for _, b := range s.files {
+		p, err := policy.Parse(b)
+		if err != nil {
+			return fmt.Errorf("policy file: %w", err)
+		}
+		next[p.Name] = p
+	}
+	for n, b := range stored {
+		p, err := policy.Parse(b)
+		if err != nil {
+			return fmt.Errorf("stored policy %s: %w", n, err)
+		}
+		next[p.Name] = p
+	}
+	s.set.Replace(next)
+	s.rev = rev
+	return nil
 }
 
 // Put validates doc and adds or replaces its policy. A bad policy is
@@ -44,8 +96,12 @@ func (s *Policies) Put(ctx context.Context, p Principal, doc []byte) (*policy.Po
 	if err != nil {
 		return nil, policyErr(err)
 	}
-	if err := s.store.PutPolicy(ctx, pol.Name, doc); err != nil {
+	ev, err := s.rec.Prepare(ctx, Event{Kind: EventPolicyPut, Actor: p, Detail: map[string]any{"policy": pol.Name, "revision": pol.Revision(), "mode": string(pol.Mode)}})
+	if err != nil {
 		return nil, err
+	}
+	if err := s.store.PutPolicy(ctx, pol.Name, doc, ev); err != nil {
+		return nil, fmt.Errorf("%w: store the policy: %w", ErrUnavailable, err)
 	}
 	s.set.Put(pol)
 	return pol, nil
@@ -56,8 +112,12 @@ func (s *Policies) Delete(ctx context.Context, p Principal, name string) error {
 	if err := Authorize(p, ActionManagePolicies); err != nil {
 		return err
 	}
-	if err := s.store.DeletePolicy(ctx, name); err != nil && !errors.Is(err, index.ErrNotFound) {
+	ev, err := s.rec.Prepare(ctx, Event{Kind: EventPolicyDeleted, Actor: p, Detail: map[string]any{"policy": name}})
+	if err != nil {
 		return err
+	}
+	if err := s.store.DeletePolicy(ctx, name, ev); err != nil && !errors.Is(err, index.ErrNotFound) {
+		return fmt.Errorf("%w: delete the policy: %w", ErrUnavailable, err)
 	}
 	if !s.set.Delete(name) {
 		return fmt.Errorf("%w: no policy %q", ErrNotFound, name)

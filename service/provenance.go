@@ -70,12 +70,13 @@ func (a *Attestations) Provenance(ctx context.Context, p Principal, req Provenan
 		return AttestResult{}, err
 	}
 	var subjects []oci.Resolved
+	var tags [][]string
 	for _, s := range req.Subjects {
 		r, err := pin(ctx, a.resolve, s, writeScope(p, ActionSign, key))
 		if err != nil {
 			return AttestResult{}, err
 		}
-		subjects = append(subjects, r)
+		subjects, tags = append(subjects, r), append(tags, subjectTags(s))
 	}
 
 	external := map[string]any{
@@ -113,7 +114,8 @@ func (a *Attestations) Provenance(ctx context.Context, p Principal, req Provenan
 	if err != nil {
 		return AttestResult{}, err
 	}
-	res, err := a.attest(ctx, key, subjects, attest.PredicateSLSAProvenanceV1, b, attest.OriginAttestd)
+	res, err := a.attest(ctx, attestWrite{actor: p, kind: EventProvenanceCreated, key: key, subjects: subjects, tags: tags,
+		predicateType: attest.PredicateSLSAProvenanceV1, predicate: b, origin: attest.OriginAttestd})
 	if err != nil {
 		return AttestResult{}, err
 	}

@@ -47,6 +47,8 @@ type SBOMArgs struct {
 	Image   string   `json:"image"`
 	Formats []string `json:"formats"`
 	Caller  string   `json:"caller"`
+	// CallerID is the token id of the caller who asked, for the record.
+	CallerID string `json:"caller_id,omitempty"`
 }
 
 // Kind names the job kind.
@@ -195,7 +197,7 @@ func (s *SBOMs) Request(ctx context.Context, p Principal, req SBOMRequest) (JobI
 	if len(cached) == len(req.Formats) {
 		return JobInfo{ID: jobID, Kind: "sbom", State: string(rivertype.JobStateCompleted), Stage: "done (stored)", Progress: 1, Results: cached, Image: d.String()}, nil
 	}
-	res, err := s.client.Insert(ctx, SBOMArgs{Image: d.String(), Formats: req.Formats, Caller: p.Name}, nil)
+	res, err := s.client.Insert(ctx, SBOMArgs{Image: d.String(), Formats: req.Formats, Caller: p.Name, CallerID: p.TokenID}, nil)
 	if err != nil {
 		return JobInfo{}, fmt.Errorf("enqueue: %w", err)
 	}
@@ -302,7 +304,7 @@ func (s *SBOMs) work(ctx context.Context, job *river.Job[SBOMArgs]) error {
 			return river.JobCancel(err)
 		}
 		pt, _ := sbom.PredicateType(f)
-		res, err := s.atts.attestGenerated(ctx, d, pt, b)
+		res, err := s.atts.attestGenerated(ctx, Principal{TokenID: job.Args.CallerID, Name: job.Args.Caller}, EventSBOMCreated, d, pt, b)
 		if err != nil {
 			return fmt.Errorf("attest %s: %w", f, err)
 		}

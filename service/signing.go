@@ -38,14 +38,15 @@ type Signing struct {
 	evidence *Evidence
 	keys     signerSet
 	locks    writeLocker
+	rec      recorder
 	log      *slog.Logger
 	now      func() time.Time
 }
 
 // NewSigning returns the signing service. locks serializes writes of one
 // subject; they are shared with the attestation service.
-func NewSigning(r resolver, w signatureWriter, ev *Evidence, ks signerSet, locks writeLocker, log *slog.Logger) *Signing {
-	return &Signing{resolve: r, write: w, evidence: ev, keys: ks, locks: locks, log: log, now: time.Now}
+func NewSigning(r resolver, w signatureWriter, ev *Evidence, ks signerSet, locks writeLocker, rec recorder, log *slog.Logger) *Signing {
+	return &Signing{resolve: r, write: w, evidence: ev, keys: ks, locks: locks, rec: rec, log: log, now: time.Now}
 }
 
 // SignRequest asks for an image signature.
@@ -80,6 +81,9 @@ type SignResult struct {
 // Writes of one subject are serialized (see writeLocker): concurrent signs
 // by several keys each leave their signature, and concurrent signs by one
 // key leave one copy in each layout.
+//
+// The signature is recorded as an event before Sign returns: registry
+// write, then record, then answer.
 //
 // Partial success: the legacy tag is written first. If the referrer write
 // then fails, the error is returned and the legacy signature stays; a retry
@@ -157,6 +161,16 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 		referrer = &loc
 	}
 
+	locs := []oci.Location{*legacy, *referrer}
+	if _, err := s.rec.Record(ctx, Event{
+		Kind: EventSignatureCreated, Actor: p, Repository: d.Context().Name(), Digest: d.DigestStr(), Tags: refTags(ref),
+		KeyID: key.ID(), KeyName: key.Name(), KeyVersion: key.Version(), Locations: locs,
+		Evidence: evidenceRows(d, "signature", key.ID(), attest.CosignSignPredicateType, "", &meta.SignedAt, locs),
+	}); err != nil {
+		// Stored but not recorded: the answer is a 503, and a retry finds
+		// the copies and records them (as does attestd reindex).
+		return SignResult{}, err
+	}
 	s.log.InfoContext(ctx, "signed image", "digest", d.DigestStr(), "repo", d.Context().String(), "key", key.Name(), "key_id", key.ID(), "caller", p.Name,
 		"legacy_existed", legacy.Existed, "referrer_existed", referrer.Existed)
 	return SignResult{
@@ -165,7 +179,7 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 		KeyID:      key.ID(),
 		KeyName:    key.Name(),
 		KeyVersion: key.Version(),
-		Locations:  []oci.Location{*legacy, *referrer},
+		Locations:  locs,
 	}, nil
 }
 
@@ -179,7 +193,7 @@ func (s *Signing) existing(ctx context.Context, d name.Digest, key *keys.Key) (l
 		if c.KeyID != key.ID() {
 			continue
 		}
-		loc := &oci.Location{Kind: c.Format, Ref: c.Ref, Existed: true}
+		loc := &oci.Location{Kind: c.Format, Ref: c.Ref, Existed: true, Content: c.Content}
 		switch {
 		case c.Format == "legacy-tag" && legacy == nil:
 			loc.Tag = oci.SignatureTag(d).String()

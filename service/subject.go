@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/attestd/attestd/keys"
 	"github.com/attestd/attestd/storage/oci"
 )
@@ -62,4 +64,17 @@ func writeScope(p Principal, a Action, key *keys.Key) func(repo string) error {
 		}
 		return nil
 	}
+}
+
+// subjectTags returns the tag a subject was named by, if it was named by
+// one. The subject is already parsed and checked by pin.
+func subjectTags(s SubjectRef) []string {
+	if s.Image == "" {
+		return nil
+	}
+	ref, err := name.ParseReference(s.Image)
+	if err != nil {
+		return nil
+	}
+	return refTags(ref)
 }

@@ -284,3 +284,33 @@ func (c *Client) Job(ctx context.Context, id int64) (wire.Job, error) {
 	err := c.do(ctx, http.MethodGet, "/v1/jobs/"+strconv.FormatInt(id, 10), nil, &out)
 	return out, err
 }
+
+// EventQuery selects events; zero fields select everything.
+type EventQuery struct {
+	Digest, Kind, Actor string
+	Since, Until        time.Time
+	Cursor              string
+	Limit               int
+}
+
+// Events returns one page of recorded events, oldest first.
+func (c *Client) Events(ctx context.Context, q EventQuery) (wire.EventsResponse, error) {
+	v := url.Values{}
+	for k, x := range map[string]string{"digest": q.Digest, "kind": q.Kind, "actor": q.Actor, "cursor": q.Cursor} {
+		if x != "" {
+			v.Set(k, x)
+		}
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.UTC().Format(time.RFC3339))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var out wire.EventsResponse
+	err := c.do(ctx, http.MethodGet, "/v1/events?"+v.Encode(), nil, &out)
+	return out, err
+}

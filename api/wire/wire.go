@@ -315,3 +315,41 @@ type Job struct {
 	Results  []SBOMResult `json:"results,omitempty"`
 	Image    string       `json:"image,omitempty"`
 }
+
+// Actor says who caused an event: a token (id and name), or attestd itself.
+type Actor struct {
+	Kind string `json:"kind"`
+	ID   string `json:"id,omitempty"`
+	Name string `json:"name,omitempty"`
+}
+
+// EventKey names the key that signed, in an event.
+type EventKey struct {
+	ID      string `json:"id"`
+	Name    string `json:"name,omitempty"`
+	Version string `json:"version,omitempty"`
+}
+
+// Event is one recorded state change.
+type Event struct {
+	Seq           int64           `json:"seq"`
+	ID            string          `json:"id"`
+	Kind          string          `json:"kind"`
+	At            time.Time       `json:"at"`
+	Repository    string          `json:"repository,omitempty"`
+	Digest        string          `json:"digest,omitempty"`
+	Tags          []string        `json:"tags,omitempty"`
+	Actor         Actor           `json:"actor"`
+	Key           *EventKey       `json:"key,omitempty"`
+	PredicateType string          `json:"predicate_type,omitempty"`
+	RequestID     string          `json:"request_id,omitempty"`
+	Locations     json.RawMessage `json:"locations,omitempty"`
+	Detail        json.RawMessage `json:"detail,omitempty"`
+}
+
+// EventsResponse is the body of GET /v1/events: a page of events, oldest
+// first, and the cursor of the next page ("" at the end).
+type EventsResponse struct {
+	Events     []Event `json:"events"`
+	NextCursor string  `json:"next_cursor,omitempty"`
+}

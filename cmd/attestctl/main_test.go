@@ -32,7 +32,7 @@ func TestAttestctl(t *testing.T) {
 	s := testenv.Start(t, nil)
 	srv := "--server=" + s.URL
 
-	out, err := run(t, s.AdminToken, srv, "tokens", "create", "--name", "ci", "--role", "signer", "-o", "json")
+	out, err := run(t, s.AdminToken, srv, "tokens", "create", "--name", "ci", "--role", "signer", "--repository", s.RegistryHost+"/ctl/**", "-o", "json")
 	if err != nil {
 		t.Fatalf("tokens create: %v\n%s", err, out)
 	}
@@ -56,8 +56,21 @@ func TestAttestctl(t *testing.T) {
 	}
 
 	out, err = run(t, s.AdminToken, srv, "tokens", "list")
-	if err != nil || !strings.Contains(out, tok.ID) || strings.Contains(out, tok.Secret) {
+	if err != nil || !strings.Contains(out, tok.ID) || strings.Contains(out, tok.Secret) || !strings.Contains(out, s.RegistryHost+"/ctl/**") {
 		t.Errorf("tokens list: %v\n%s", err, out)
+	}
+
+	auditor := s.Token(t, "auditor")
+	out, err = run(t, auditor, srv, "audit", "events", "--digest", d.DigestStr())
+	if err != nil || !strings.Contains(out, "signature.created") || !strings.Contains(out, "ci") || !strings.Contains(out, "referrer:sha256:") || !strings.Contains(out, "(v1)") {
+		t.Errorf("audit events --digest: %v\n%s", err, out)
+	}
+	out, err = run(t, auditor, srv, "audit", "events", "--kind", "token.*", "--all", "-o", "json")
+	if err != nil || strings.Count(out, `"kind": "token.created"`) < 2 || strings.Contains(out, tok.Secret) {
+		t.Errorf("audit events --kind token.*: %v\n%s", err, out)
+	}
+	if _, err := run(t, tok.Secret, srv, "audit", "events"); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("a signer reading the record: %v, want 403", err)
 	}
 
 	t.Run("failures are clear and non-zero", func(t *testing.T) {

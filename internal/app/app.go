@@ -40,6 +40,8 @@ const AdminTokenFile = "admin.token"
 // App is a wired attestd server.
 type App struct {
 	sboms    *service.SBOMs
+	rec      *service.Recorder
+	sync     *service.Sync
 	jobsDB   interface{ Close() error }
 	srv      *http.Server
 	regs     *oci.Registries
@@ -64,21 +66,32 @@ func New(ctx context.Context, cfg Config, keyPassword string, ln net.Listener, l
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	db, err := index.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "index.db"))
+	db, err := OpenIndex(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	a := &App{ln: ln, db: db, log: log, cfg: cfg, shutdown: cfg.ShutdownTimeout}
+	a.rec = service.NewRecorder(db, log)
 	if err := a.wire(ctx, keyPassword); err != nil {
+		_ = a.rec.Close(ctx)
 		_ = db.Close()
 		return nil, err
 	}
 	return a, nil
 }
 
+// OpenIndex opens the index the configuration names: PostgreSQL at
+// database_url, or SQLite in the data dir.
+func OpenIndex(ctx context.Context, cfg Config) (*index.DB, error) {
+	if u := cfg.SharedDatabase(); u != "" {
+		return index.OpenPostgres(ctx, u)
+	}
+	return index.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "index.db"))
+}
+
 func (a *App) wire(ctx context.Context, keyPassword string) error {
 	cfg := a.cfg
-	tokens, err := service.NewTokens(a.db)
+	tokens, err := service.NewTokens(a.db, a.rec)
 	if err != nil {
 		return err
 	}
@@ -95,7 +108,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	if err != nil {
 		return err
 	}
-	lifecycle, err := service.NewKeyLifecycle(ctx, keySet, a.db, a.log)
+	lifecycle, err := service.NewKeyLifecycle(ctx, keySet, a.db, a.rec, a.log)
 	if err != nil {
 		return err
 	}
@@ -134,19 +147,36 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		return err
 	}
 
-	policies, err := a.loadPolicies(ctx)
+	policies, err := policy.NewSet()
 	if err != nil {
 		return err
 	}
+	var files [][]byte
+	for _, f := range cfg.PolicyFiles {
+		b, err := os.ReadFile(f) //nolint:gosec // the operator names policy files
+		if err != nil {
+			return fmt.Errorf("policy file: %w", err)
+		}
+		files = append(files, b)
+	}
+	policyService, err := service.NewPolicies(ctx, policies, files, a.db, a.rec)
+	if err != nil {
+		return err
+	}
+	// Shared state that any replica changes reaches this one through the
+	// index's revisions.
+	a.sync = service.NewSync(a.db, 250*time.Millisecond, a.log)
+	a.sync.Watch(index.RevisionKeys, lifecycle.Reload)
+	a.sync.Watch(index.RevisionPolicies, policyService.Reload)
 	evidence := service.NewEvidence(regs, keySet)
 	verification := service.NewVerification(regs, evidence)
 	locks := service.NewLocalLocks()
-	attestations := service.NewAttestations(regs, regs, evidence, keySet, locks, cfg.BuilderID, a.log)
-	gate := service.NewGate(regs, evidence, keySet, policies, a.db, cfg.GateTimeout, cfg.VerdictTTL, a.log)
+	attestations := service.NewAttestations(regs, regs, evidence, keySet, locks, a.rec, cfg.BuilderID, a.log)
+	gate := service.NewGate(regs, evidence, keySet, policies, a.rec, cfg.GateTimeout, cfg.VerdictTTL, a.log)
 
 	var newClient func(*river.Config) (service.JobClient, error)
-	if cfg.JobsDatabaseURL != "" {
-		driver, pool, err := jobs.OpenPostgres(ctx, cfg.JobsDatabaseURL)
+	if u := cfg.SharedDatabase(); u != "" {
+		driver, pool, err := jobs.OpenPostgres(ctx, u)
 		if err != nil {
 			return err
 		}
@@ -172,16 +202,17 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	e := api.New(api.Config{
 		Log:       a.log,
 		Tokens:    tokens,
-		Signing:   service.NewSigning(regs, regs, evidence, keySet, locks, a.log),
+		Signing:   service.NewSigning(regs, regs, evidence, keySet, locks, a.rec, a.log),
 		Verify:    verification,
 		Attest:    attestations,
 		Gate:      gate,
 		Admission: service.NewAdmission(gate, cfg.AdmissionDeadline, cfg.AdmissionUnknownKinds == "allow"),
-		Policies:  service.NewPolicies(policies, a.db),
+		Policies:  policyService,
+		Audit:     service.NewAudit(a.db),
 		SBOMs:     sboms,
 		Artifacts: service.NewArtifacts(regs, regs, tmpDir, archive.Limits{
 			MaxBytes: cfg.MaxUploadBytes, MaxRatio: cfg.MaxDecompressionRatio, MaxEntries: 100_000,
-		}, a.log),
+		}, a.rec, a.log),
 		MaxUploadBytes:    cfg.MaxUploadBytes,
 		MaxPredicateBytes: cfg.MaxPredicateBytes,
 		Keys:              lifecycle,
@@ -271,39 +302,6 @@ func (a *App) cachedKMSKey(ctx context.Context, kc KeyConfig, p keys.CallPolicy)
 type closer func()
 
 func (c closer) Close() error { c(); return nil }
-
-// loadPolicies reads the policy files, then the policies stored through the
-// API (which replace a file's policy of the same name). A bad policy stops
-// startup with the reason.
-func (a *App) loadPolicies(ctx context.Context) (*policy.Set, error) {
-	set, err := policy.NewSet()
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range a.cfg.PolicyFiles {
-		b, err := os.ReadFile(f) //nolint:gosec // the operator names policy files
-		if err != nil {
-			return nil, fmt.Errorf("policy file: %w", err)
-		}
-		p, err := policy.Parse(b)
-		if err != nil {
-			return nil, fmt.Errorf("policy file %s: %w", f, err)
-		}
-		set.Put(p)
-	}
-	stored, err := a.db.Policies(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for n, b := range stored {
-		p, err := policy.Parse(b)
-		if err != nil {
-			return nil, fmt.Errorf("stored policy %s: %w", n, err)
-		}
-		set.Put(p)
-	}
-	return set, nil
-}
 
 // hosts lists the registries attestd may use: the embedded one (under its
 // name and its loopback address, with the in-memory credential) and the
@@ -399,38 +397,47 @@ func (a *App) URL() string {
 // Serve serves until ctx is done, then shuts down gracefully: in-flight
 // requests finish within the shutdown timeout.
 func (a *App) Serve(ctx context.Context) error {
+	if a.cfg.JobsDatabaseURL != "" && a.cfg.DatabaseURL == "" {
+		a.log.WarnContext(ctx, "jobs_database_url is deprecated: set database_url (ATTESTD_DATABASE_URL); it now holds the index too")
+	}
+	syncCtx, stopSync := context.WithCancel(context.WithoutCancel(ctx))
+	syncDone := make(chan struct{})
+	go func() { a.sync.Run(syncCtx); close(syncDone) }()
 	// Workers stop through Stop below, after the HTTP server: not when ctx ends.
 	if err := a.sboms.Start(context.WithoutCancel(ctx)); err != nil {
+		stopSync()
+		<-syncDone
 		return fmt.Errorf("start SBOM workers: %w", err)
 	}
+	var err error
 	if a.ln == nil { // attestd worker: jobs only
 		a.log.InfoContext(ctx, "attestd worker running", "version", Version)
 		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), a.shutdown)
-		defer cancel()
-		err := a.sboms.Stop(sctx)
-		_ = a.jobsDB.Close()
-		if cerr := a.db.Close(); err == nil {
-			err = cerr
+	} else {
+		errc := make(chan error, 1)
+		go func() { errc <- a.srv.Serve(a.ln) }()
+		a.log.InfoContext(ctx, "attestd serving", "url", a.URL(), "registry", a.regHost, "key_id", a.keyID, "index", string(a.db.Engine()), "version", Version)
+		select {
+		case err = <-errc:
+		case <-ctx.Done():
 		}
-		return err
+		a.log.InfoContext(ctx, "shutting down")
+		a.regs.CloseIdleConnections()
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- a.srv.Serve(a.ln) }()
-	a.log.InfoContext(ctx, "attestd serving", "url", a.URL(), "registry", a.regHost, "key_id", a.keyID, "version", Version)
-	select {
-	case err := <-errc:
-		_ = a.db.Close()
-		return err
-	case <-ctx.Done():
-	}
-	a.log.InfoContext(ctx, "shutting down")
-	a.regs.CloseIdleConnections()
 	sctx, cancel := context.WithTimeout(context.Background(), a.shutdown)
 	defer cancel()
-	err := a.srv.Shutdown(sctx)
+	if a.ln != nil && err == nil {
+		err = a.srv.Shutdown(sctx)
+	}
 	if serr := a.sboms.Stop(sctx); err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
 		err = serr
+	}
+	stopSync()
+	<-syncDone
+	// In-flight requests have answered: what they recorded is written; the
+	// recorder then flushes the reuse counts.
+	if rerr := a.rec.Close(sctx); err == nil {
+		err = rerr
 	}
 	_ = a.jobsDB.Close()
 	if cerr := a.db.Close(); err == nil {

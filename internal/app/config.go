@@ -67,9 +67,11 @@ type Config struct {
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// UploadTimeout bounds one artifact upload.
 	UploadTimeout time.Duration `yaml:"upload_timeout"`
-	// JobsDatabaseURL is a PostgreSQL URL for the job queue, shared by
-	// replicas and workers; empty means SQLite in the data dir. Give it
-	// through ATTESTD_JOBS_DATABASE_URL to keep its password out of files.
+	// DatabaseURL is a PostgreSQL URL for the index and the job queue,
+	// shared by replicas and workers; empty means SQLite in the data dir.
+	// Give it through ATTESTD_DATABASE_URL to keep its password out of files.
+	DatabaseURL string `yaml:"database_url"`
+	// JobsDatabaseURL is the deprecated name of DatabaseURL (one release).
 	JobsDatabaseURL string `yaml:"jobs_database_url"`
 	// SBOMWorkers caps concurrent cataloging jobs in this process.
 	SBOMWorkers int `yaml:"sbom_workers"`
@@ -173,7 +175,8 @@ var Settings = []Setting{
 	{"request-timeout", "ATTESTD_REQUEST_TIMEOUT", "request_timeout", "bound on every API request but uploads, registry calls included (503 past it; default 1m)"},
 	{"upload-timeout", "ATTESTD_UPLOAD_TIMEOUT", "upload_timeout", "bound on one artifact upload (default 1h)"},
 	{"verdict-ttl", "ATTESTD_VERDICT_TTL", "verdict_ttl", "how long a verdict is reused (same digest, policy and key-set revisions)"},
-	{"jobs-database-url", "ATTESTD_JOBS_DATABASE_URL", "jobs_database_url", "PostgreSQL URL of the job queue for several replicas (default: SQLite in the data dir)"},
+	{"database-url", "ATTESTD_DATABASE_URL", "database_url", "PostgreSQL URL of the index and the job queue, shared by replicas (default: SQLite in the data dir); needs external registries"},
+	{"jobs-database-url", "ATTESTD_JOBS_DATABASE_URL", "jobs_database_url", "deprecated name of --database-url"},
 	{"sbom-workers", "ATTESTD_SBOM_WORKERS", "sbom_workers", "concurrent SBOM jobs in this process"},
 	{"sbom-max-bytes", "ATTESTD_SBOM_MAX_BYTES", "sbom_max_bytes", "cap on an image's compressed layers for cataloging (default 8 GiB)"},
 	{"sbom-timeout", "ATTESTD_SBOM_TIMEOUT", "sbom_timeout", "cap on one cataloging attempt (default 15m)"},
@@ -259,6 +262,8 @@ func (c *Config) Set(flag, v string) error {
 		c.UploadTimeout, err = time.ParseDuration(v)
 	case "verdict-ttl":
 		c.VerdictTTL, err = time.ParseDuration(v)
+	case "database-url":
+		c.DatabaseURL = v
 	case "jobs-database-url":
 		c.JobsDatabaseURL = v
 	case "sbom-workers":
@@ -362,10 +367,29 @@ func (c *Config) Validate() error {
 	if c.KMSTimeout <= 0 {
 		errs = append(errs, errors.New("kms_timeout must be positive"))
 	}
+	if c.DatabaseURL != "" && c.JobsDatabaseURL != "" && c.DatabaseURL != c.JobsDatabaseURL {
+		errs = append(errs, errors.New("database_url and its deprecated name jobs_database_url differ: set database_url only"))
+	}
+	if u := c.SharedDatabase(); u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+		errs = append(errs, errors.New("database_url: want a postgres:// URL"))
+	}
+	if c.SharedDatabase() != "" && c.EmbeddedRegistry.Enabled {
+		errs = append(errs, errors.New("database_url shares attestd's state between replicas, but the embedded registry serves one process: "+
+			"set --embedded-registry=false and name the registry every replica uses with --registries"))
+	}
 	if !c.EmbeddedRegistry.Enabled && len(c.Registries) == 0 {
 		errs = append(errs, errors.New("no registry: enable the embedded registry or configure one"))
 	}
 	return errors.Join(errs...)
+}
+
+// SharedDatabase is the PostgreSQL URL of the index and job queue, "" for
+// SQLite in the data dir: database_url, or its deprecated name.
+func (c *Config) SharedDatabase() string {
+	if c.DatabaseURL != "" {
+		return c.DatabaseURL
+	}
+	return c.JobsDatabaseURL
 }
 
 func isKMS(uri string) bool {

@@ -350,6 +350,13 @@ func (s *Set) Put(p *Policy) {
 	s.policies[p.Name] = p
 }
 
+// Replace replaces every policy with ps, by name.
+func (s *Set) Replace(ps map[string]*Policy) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.policies = ps
+}
+
 // Delete removes a policy; it reports whether there was one.
 func (s *Set) Delete(name string) bool {
 	s.mu.Lock()

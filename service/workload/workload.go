@@ -184,3 +184,25 @@ func podSpec(k string, raw []byte) (*corev1.PodSpec, error) {
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownKind, k)
 }
+
+// Name is the name of the object under review, for the record: the
+// request's name, or else the object's generateName prefix (a Pod a
+// ReplicaSet creates has no name yet).
+func Name(reqName string, raw []byte) string {
+	if reqName != "" {
+		return reqName
+	}
+	var o struct {
+		Metadata struct {
+			Name         string `json:"name"`
+			GenerateName string `json:"generateName"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(raw, &o) != nil {
+		return ""
+	}
+	if o.Metadata.Name != "" {
+		return o.Metadata.Name
+	}
+	return o.Metadata.GenerateName
+}

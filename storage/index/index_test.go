@@ -1,74 +1,124 @@
-package index
+package index_test
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
-	"errors"
+	"encoding/hex"
+	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
-	"time"
+
+	"github.com/attestd/attestd/storage/index"
+	"github.com/attestd/attestd/storage/index/indextest"
 )
 
-func TestTokensRoundTrip(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "index.db")
-	db, err := OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC().Truncate(time.Second)
-	if err := db.InsertToken(ctx, Token{ID: "a", Name: "ci", Roles: []string{"signer", "verifier"}, Hash: "h1", CreatedAt: now}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.InsertToken(ctx, Token{ID: "b", Name: "ci2", Roles: []string{"admin"}, Hash: "h1", CreatedAt: now}); err == nil {
-		t.Error("duplicate hash accepted")
-	}
-	got, err := db.TokenByHash(ctx, "h1")
-	if err != nil || got.ID != "a" || len(got.Roles) != 2 || !got.CreatedAt.Equal(now) {
-		t.Fatalf("TokenByHash = %+v, %v", got, err)
-	}
-	if err := db.RevokeToken(ctx, "a", now); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.TokenByHash(ctx, "h1"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("revoked token still found: %v", err)
-	}
-	if err := db.RevokeToken(ctx, "a", now); !errors.Is(err, ErrNotFound) {
-		t.Errorf("second revoke = %v", err)
-	}
-	_ = db.Close()
+func TestConformanceSQLite(t *testing.T) {
+	indextest.Run(t, func(t *testing.T) (*index.DB, func() *index.DB) {
+		path := filepath.Join(t.TempDir(), "index.db")
+		return openFor(t, path)
+	})
+}
 
-	// Reopening keeps data and does not re-run migrations.
-	db, err = OpenSQLite(ctx, path)
+// TestConformancePostgres runs the suite on a fresh database of the
+// PostgreSQL that scripts/with-services starts.
+func TestConformancePostgres(t *testing.T) {
+	base := os.Getenv("ATTESTD_TEST_POSTGRES_URL")
+	if base == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("ATTESTD_TEST_POSTGRES_URL is not set: scripts/with-services starts PostgreSQL")
+		}
+		t.Skip("ATTESTD_TEST_POSTGRES_URL is not set (make test sets it)")
+	}
+	indextest.Run(t, func(t *testing.T) (*index.DB, func() *index.DB) {
+		return openFor(t, FreshPostgres(t, base))
+	})
+}
+
+// openFor opens the index at u, closing it (and any reopened one) at the
+// end of the test.
+func openFor(t *testing.T, u string) (*index.DB, func() *index.DB) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := index.Open(ctx, u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	ts, err := db.ListTokens(ctx, 10)
-	if err != nil || len(ts) != 1 || ts[0].RevokedAt == nil {
-		t.Errorf("after reopen: %+v %v", ts, err)
+	cur := db
+	t.Cleanup(func() { _ = cur.Close() })
+	return db, func() *index.DB {
+		_ = cur.Close()
+		next, err := index.Open(ctx, u)
+		if err != nil {
+			t.Fatalf("reopen: %v", err)
+		}
+		cur = next
+		return next
 	}
 }
 
-// TestTokensFromBeforeScopesKeepEveryRepository: a token stored before
-// tokens had repository scopes keeps every repository after the upgrade.
-func TestTokensFromBeforeScopesKeepEveryRepository(t *testing.T) {
+// FreshPostgres creates an empty database on the server at base and
+// returns its URL; it is dropped when the test ends.
+func FreshPostgres(t *testing.T, base string) string {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := "idx_" + hex.EncodeToString(b)
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	t.Cleanup(func() {
+		a, err := sql.Open("pgx", base)
+		if err != nil {
+			return
+		}
+		defer a.Close()
+		_, _ = a.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	})
+	return u.String()
+}
+
+// TestUpgradeFromUnversionedIndex: an index made before versioned
+// migrations (schema_version 7) upgrades in place, and its tokens keep
+// every repository.
+func TestUpgradeFromUnversionedIndex(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "index.db")
 	old, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stmts := append([]string{`CREATE TABLE schema_version (version INTEGER NOT NULL)`}, migrations[:7]...)
-	stmts = append(stmts, `INSERT INTO schema_version (version) VALUES (7)`,
-		`INSERT INTO tokens (id, name, roles, hash, created_at) VALUES ('old', 'ci', 'signer', 'h-old', '2026-01-01 00:00:00')`)
+	init, err := os.ReadFile(filepath.Join("migrations", "sqlite", "0001_init.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := []string{`CREATE TABLE schema_version (version INTEGER NOT NULL)`, `INSERT INTO schema_version (version) VALUES (7)`}
+	for _, s := range strings.Split(string(init), ";") {
+		if strings.Contains(s, "CREATE") {
+			stmts = append(stmts, s)
+		}
+	}
+	stmts = append(stmts, `INSERT INTO tokens (id, name, roles, hash, created_at) VALUES ('old', 'ci', 'signer', 'h-old', '2026-01-01 00:00:00')`)
 	for _, s := range stmts {
 		if _, err := old.ExecContext(ctx, s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
 	}
 	_ = old.Close()
-	db, err := OpenSQLite(ctx, path)
+	db, err := index.OpenSQLite(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,5 +126,8 @@ func TestTokensFromBeforeScopesKeepEveryRepository(t *testing.T) {
 	tok, err := db.TokenByHash(ctx, "h-old")
 	if err != nil || len(tok.Repositories) != 1 || tok.Repositories[0] != "**" {
 		t.Errorf("a token from before scopes: %+v %v, want repositories [**]", tok, err)
+	}
+	if _, err := db.Events(ctx, index.EventFilter{}); err != nil {
+		t.Errorf("the upgraded index has no events table: %v", err)
 	}
 }

@@ -50,7 +50,7 @@ func (r *Registries) WriteLegacyAttestation(ctx context.Context, subject name.Di
 		return Location{}, err
 	}
 	tag := subject.Context().Tag(strings.Replace(subject.DigestStr(), ":", "-", 1) + ".att")
-	return Location{Kind: "legacy-tag", Tag: tag.String(), Ref: subject.Context().Digest(h.String()).String()}, nil
+	return Location{Kind: "legacy-tag", Tag: tag.String(), Ref: subject.Context().Digest(h.String()).String(), Content: EnvelopeContent(envelope)}, nil
 }
 
 // StoredEnvelope is one DSSE envelope of a legacy `.att` image.

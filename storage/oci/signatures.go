@@ -41,6 +41,8 @@ type Location struct {
 	Tag string `json:"tag,omitempty"`
 	// Existed is true when an identical copy was already stored and nothing was written.
 	Existed bool `json:"existed"`
+	// Content identifies the copy within its layout (see LegacySignatureContent).
+	Content string `json:"content,omitempty"`
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
@@ -85,7 +87,7 @@ func (r *Registries) WriteLegacySignature(ctx context.Context, subject name.Dige
 		return Location{}, err
 	}
 	tag := subject.Context().Tag(fmt.Sprintf("%s-%s.sig", h.Algorithm, h.Hex))
-	loc := Location{Kind: "legacy-tag", Tag: tag.String(), Existed: nAfter == nBefore}
+	loc := Location{Kind: "legacy-tag", Tag: tag.String(), Existed: nAfter == nBefore, Content: LegacySignatureContent(payload, sig)}
 	md, err := after.Digest()
 	if err != nil {
 		return Location{}, err
@@ -154,7 +156,7 @@ func (r *Registries) WriteBundleReferrer(ctx context.Context, subject Resolved, 
 	if err := remote.Put(ref, rawManifest{raw: raw, mt: types.OCIManifestSchema1}, opts...); err != nil {
 		return Location{}, fmt.Errorf("write referrer %s: %w", ref, classify(err))
 	}
-	return Location{Kind: "referrer", Ref: ref.String()}, nil
+	return Location{Kind: "referrer", Ref: ref.String(), Content: h.String()}, nil
 }
 
 type rawManifest struct {
