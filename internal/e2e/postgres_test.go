@@ -45,9 +45,15 @@ func TestSBOMJobsOnPostgres(t *testing.T) {
 	reg := httptest.NewServer(registry.New(registry.WithReferrersSupport(true)))
 	t.Cleanup(reg.Close)
 	host := strings.TrimPrefix(reg.URL, "http://")
-	cfg := func(c *app.Config) { c.JobsDatabaseURL = url; c.Registries = []app.Registry{{Host: host}} }
+	kms := testenv.StartLocalKMS(t)
+	key := kms.CreateKey(t, "sbom-jobs")
+	cfg := func(c *app.Config) {
+		c.DatabaseURL, c.EmbeddedRegistry.Enabled = url, false
+		c.Registries = []app.Registry{{Host: host}}
+		c.Keys = []app.KeyConfig{{Name: "release", URI: key}}
+	}
 	a := testenv.Start(t, cfg)
-	b := testenv.Start(t, cfg)
+	b := testenv.StartReplica(t, a, cfg)
 	_, d, _ := testenv.PushRandom(t, host, "pg/app", authn.Anonymous)
 
 	j, err := a.Client(t, a.Token(t, "signer")).SBOM(ctx, wire.SBOMRequest{Subject: wire.Subject{Image: d.String()}})

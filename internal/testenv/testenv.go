@@ -50,6 +50,19 @@ func (s *Server) LogText() string {
 // Start runs attestd until the test ends. mod may change the config.
 func Start(t testing.TB, mod func(*app.Config)) *Server {
 	t.Helper()
+	return start(t, mod, "")
+}
+
+// StartReplica runs another attestd on the same shared database as first
+// (mod must set the same database_url and registries): it bootstraps no
+// admin token of its own, so it is given first's.
+func StartReplica(t testing.TB, first *Server, mod func(*app.Config)) *Server {
+	t.Helper()
+	return start(t, mod, first.AdminToken)
+}
+
+func start(t testing.TB, mod func(*app.Config), adminToken string) *Server {
+	t.Helper()
 	cfg := app.Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
@@ -89,11 +102,14 @@ func Start(t testing.TB, mod func(*app.Config)) *Server {
 		})
 	}
 	t.Cleanup(stop)
-	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, app.AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
+	if adminToken == "" {
+		tok, err := os.ReadFile(filepath.Join(cfg.DataDir, app.AdminTokenFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		adminToken = strings.TrimSpace(string(tok))
 	}
-	s := &Server{stop: stop, URL: a.URL(), RegistryHost: a.RegistryHost(), DataDir: cfg.DataDir, KeyID: a.KeyID(), AdminToken: strings.TrimSpace(string(tok)), log: logBuf}
+	s := &Server{stop: stop, URL: a.URL(), RegistryHost: a.RegistryHost(), DataDir: cfg.DataDir, KeyID: a.KeyID(), AdminToken: adminToken, log: logBuf}
 	s.Admin = s.Client(t, s.AdminToken)
 	return s
 }
