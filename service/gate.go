@@ -25,7 +25,7 @@ import (
 // decisionRecorder records fresh decisions durably and counts allows
 // served again from the verdict cache; *Recorder is one.
 type decisionRecorder interface {
-	Record(ctx context.Context, evs ...Event) (int, error)
+	Record(ctx context.Context, evs ...Event) (index.Appended, error)
 	Reused(decisionID, namespace, workloadKind, workloadName string)
 }
 

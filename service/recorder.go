@@ -66,7 +66,7 @@ type Event struct {
 
 // recorder records events; *Recorder is one.
 type recorder interface {
-	Record(ctx context.Context, evs ...Event) (int, error)
+	Record(ctx context.Context, evs ...Event) (index.Appended, error)
 }
 
 // preparer turns an event into its index form, for stores that write it
@@ -103,7 +103,7 @@ func refTags(ref name.Reference) []string {
 }
 
 type eventStore interface {
-	AppendEvents(ctx context.Context, evs []index.Event) (int, error)
+	AppendEvents(ctx context.Context, evs []index.Event) (index.Appended, error)
 	AddReuse(ctx context.Context, rs []index.Reuse) error
 }
 
@@ -227,19 +227,19 @@ func (r *Recorder) Prepare(ctx context.Context, e Event) (index.Event, error) {
 }
 
 // Record writes events in one transaction, shared with concurrent
-// records, and returns when they are durable. It returns how many were
-// written: events marked OnlyIfNew may be skipped (they are written in a
-// transaction of their own, so that the count is theirs).
-func (r *Recorder) Record(ctx context.Context, evs ...Event) (int, error) {
+// records, and returns when they are durable. Events marked OnlyIfNew are
+// written in a transaction of their own, and the counts it returns are
+// theirs: how many were written, and how many evidence rows were new.
+func (r *Recorder) Record(ctx context.Context, evs ...Event) (index.Appended, error) {
 	if len(evs) == 0 {
-		return 0, nil
+		return index.Appended{}, nil
 	}
 	p := &pending{err: make(chan error, 1)}
 	alone := false
 	for _, e := range evs {
 		ie, err := r.Prepare(ctx, e)
 		if err != nil {
-			return 0, err
+			return index.Appended{}, err
 		}
 		p.evs = append(p.evs, ie)
 		alone = alone || e.OnlyIfNew
@@ -249,13 +249,13 @@ func (r *Recorder) Record(ctx context.Context, evs ...Event) (int, error) {
 		defer cancel()
 		n, err := r.store.AppendEvents(ctx, p.evs)
 		if err != nil {
-			return 0, fmt.Errorf("%w: record %s: %w", ErrUnavailable, evs[0].Kind, err)
+			return index.Appended{}, fmt.Errorf("%w: record %s: %w", ErrUnavailable, evs[0].Kind, err)
 		}
 		return n, nil
 	}
 	select {
 	case <-r.done:
-		return 0, fmt.Errorf("%w: recorder closed", ErrUnavailable)
+		return index.Appended{}, fmt.Errorf("%w: recorder closed", ErrUnavailable)
 	default:
 	}
 	t := time.NewTimer(recordTimeout)
@@ -263,19 +263,19 @@ func (r *Recorder) Record(ctx context.Context, evs ...Event) (int, error) {
 	select {
 	case r.queue <- p:
 	case <-t.C:
-		return 0, fmt.Errorf("%w: the record is backed up", ErrUnavailable)
+		return index.Appended{}, fmt.Errorf("%w: the record is backed up", ErrUnavailable)
 	}
 	select {
 	case err := <-p.err:
 		if err != nil {
 			r.log.ErrorContext(ctx, "event not recorded", "kind", evs[0].Kind, "err", err.Error())
-			return 0, fmt.Errorf("%w: record %s: %w", ErrUnavailable, evs[0].Kind, err)
+			return index.Appended{}, fmt.Errorf("%w: record %s: %w", ErrUnavailable, evs[0].Kind, err)
 		}
-		return len(p.evs), nil
+		return index.Appended{Events: len(p.evs)}, nil
 	case <-t.C:
 		// The transaction may still commit; the caller retries, and
 		// retries find what is stored.
-		return 0, fmt.Errorf("%w: record %s: no answer from the index within %s", ErrUnavailable, evs[0].Kind, recordTimeout)
+		return index.Appended{}, fmt.Errorf("%w: record %s: no answer from the index within %s", ErrUnavailable, evs[0].Kind, recordTimeout)
 	}
 }
 

@@ -323,7 +323,18 @@ func (a *App) hosts(internal string) ([]oci.Host, error) {
 			hosts = append(hosts, oci.Host{Name: alias, Auth: auth})
 		}
 	}
-	for _, r := range a.cfg.Registries {
+	ext, err := externalHosts(a.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return append(hosts, ext...), nil
+}
+
+// externalHosts are the configured external registries, with their
+// credentials from the environment.
+func externalHosts(cfg Config) ([]oci.Host, error) {
+	var hosts []oci.Host
+	for _, r := range cfg.Registries {
 		h := oci.Host{Name: r.Host, Insecure: r.Insecure}
 		switch {
 		case r.TokenEnv != "":

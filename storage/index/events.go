@@ -62,23 +62,28 @@ type Evidence struct {
 	RecordedAt time.Time
 }
 
+// Appended counts what AppendEvents wrote: events (OnlyIfNew events may be
+// skipped) and evidence rows not recorded before.
+type Appended struct {
+	Events, Evidence int
+}
+
 // AppendEvents writes events, with their evidence rows and decisions, in
 // one transaction: all of them are durable when it returns nil, or none.
-// It reports how many events were written (OnlyIfNew events may be skipped).
-func (d *DB) AppendEvents(ctx context.Context, evs []Event) (int, error) {
-	written := 0
+func (d *DB) AppendEvents(ctx context.Context, evs []Event) (Appended, error) {
+	var out Appended
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		written, err = d.appendEvents(ctx, tx, evs)
+		out, err = d.appendEvents(ctx, tx, evs)
 		return err
 	})
-	return written, err
+	return out, err
 }
 
 // appendEvents writes events within tx: a state change and its event
 // commit together or not at all.
-func (d *DB) appendEvents(ctx context.Context, tx *sql.Tx, evs []Event) (int, error) {
-	written := 0
+func (d *DB) appendEvents(ctx context.Context, tx *sql.Tx, evs []Event) (Appended, error) {
+	var out Appended
 	for _, e := range evs {
 		fresh := 0
 		for _, x := range e.Evidence {
@@ -86,18 +91,19 @@ func (d *DB) appendEvents(ctx context.Context, tx *sql.Tx, evs []Event) (int, er
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
 				x.Repository, x.Digest, x.Format, x.Content, x.Kind, x.Ref, x.KeyID, x.PredicateType, x.Origin, utcPtr(x.SignedAt), e.ID, e.At.UTC())
 			if err != nil {
-				return 0, fmt.Errorf("record evidence: %w", err)
+				return Appended{}, fmt.Errorf("record evidence: %w", err)
 			}
 			if n, _ := res.RowsAffected(); n > 0 {
 				fresh++
 			}
 		}
+		out.Evidence += fresh
 		if e.OnlyIfNew && fresh == 0 {
 			continue
 		}
 		if e.Decision != nil {
 			if err := d.insertDecision(ctx, tx, *e.Decision); err != nil {
-				return 0, err
+				return Appended{}, err
 			}
 		}
 		locs, detail := e.Locations, e.Detail
@@ -113,11 +119,11 @@ func (d *DB) appendEvents(ctx context.Context, tx *sql.Tx, evs []Event) (int, er
 			e.ID, e.Kind, e.At.UTC(), e.Repository, e.Digest, jsonList(e.Tags), e.ActorID, e.ActorName, e.ActorKind,
 			e.KeyID, e.KeyName, e.KeyVersion, e.PredicateType, e.RequestID, string(locs), string(detail))
 		if err != nil {
-			return 0, fmt.Errorf("record event: %w", err)
+			return Appended{}, fmt.Errorf("record event: %w", err)
 		}
-		written++
+		out.Events++
 	}
-	return written, nil
+	return out, nil
 }
 
 // EventFilter selects events. Zero fields select everything.

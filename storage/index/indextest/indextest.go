@@ -144,8 +144,8 @@ func events(t *testing.T, open Opener) {
 		evs = append(evs, event(fmt.Sprintf("e%02d", i), kind, digest, actor, t0.Add(time.Duration(i)*time.Minute)))
 	}
 	n, err := db.AppendEvents(ctx, evs)
-	if err != nil || n != 25 {
-		t.Fatalf("AppendEvents = %d, %v", n, err)
+	if err != nil || n.Events != 25 || n.Evidence != 0 {
+		t.Fatalf("AppendEvents = %+v, %v", n, err)
 	}
 	db = reopen()
 	all, err := db.Events(ctx, index.EventFilter{Limit: 1000})
@@ -219,8 +219,8 @@ func evidence(t *testing.T, open Opener) {
 	found := event("x2", "evidence.reindexed", "sha256:aa", "reindex", at)
 	found.Evidence, found.OnlyIfNew = []index.Evidence{row("sha256:r1"), row("sha256:r3")}, true
 	n, err := db.AppendEvents(ctx, []index.Event{again, found})
-	if err != nil || n != 1 {
-		t.Errorf("reindex events written: %d, %v; want 1", n, err)
+	if err != nil || n.Events != 1 || n.Evidence != 1 {
+		t.Errorf("reindex events and new rows written: %+v, %v; want 1 and 1", n, err)
 	}
 	rows, err := db.EvidenceRows(ctx, index.EvidenceFilter{Digest: "sha256:aa"})
 	if err != nil || len(rows) != 3 {
