@@ -4,8 +4,11 @@
 // has no referrers API).
 //
 // It MUST talk only to configured registry hosts: a reference to any other
-// host is refused before a request is made. It MUST NOT trust what a registry
-// returns without checking digests and sizes.
+// host is refused before a request is made, and a registry's credentials go
+// only to that registry and the token realms configured for it. It MUST NOT
+// trust what a registry returns without checking digests and sizes, and it
+// MUST NOT buffer more of a response than its cap, nor more of all responses
+// at once than the read budget.
 package oci
 
 import (
@@ -48,6 +51,12 @@ type Host struct {
 	Insecure bool
 	// Auth is the authenticator for this host; nil means the keychain, then anonymous.
 	Auth authn.Authenticator
+	// TokenRealms are the hosts (host[:port]) of this registry's token
+	// service where it is not the registry itself (e.g. auth.docker.io for
+	// index.docker.io). The registry's credentials MUST NOT go to any host
+	// that is neither Name nor listed here, whatever realm the registry's
+	// WWW-Authenticate challenge names.
+	TokenRealms []string
 }
 
 // Registries is the set of registries attestd may talk to.
@@ -55,10 +64,13 @@ type Registries struct {
 	mu          sync.Mutex
 	clients     map[string]hostClients // per host: reused connections and auth
 	hosts       map[string]Host
+	guards      map[string]*guard // per host: the transport its requests go through
 	keychain    authn.Keychain
-	transport   http.RoundTripper
+	transport   http.RoundTripper // shared by the guards: one connection pool
 	userAgent   string
 	maxManifest int64
+	maxBlob     int64
+	limits      *readLimits
 }
 
 // Options configures Registries.
@@ -69,9 +81,18 @@ type Options struct {
 	Transport http.RoundTripper
 	// UserAgent is sent with every request.
 	UserAgent string
-	// MaxManifestBytes caps every manifest or index read. Zero means 4 MiB.
+	// MaxManifestBytes caps every manifest, index or referrer list read,
+	// before it is buffered. Zero means 4 MiB.
 	MaxManifestBytes int64
+	// ReadBudgetBytes caps the bytes of registry response bodies (manifests,
+	// referrer lists, blobs) being read into memory at once, across all
+	// registries and requests. A read waits for its share, up to its
+	// context's deadline. Zero means 256 MiB.
+	ReadBudgetBytes int64
 }
+
+// DefaultReadBudgetBytes is the read budget when Options sets none.
+const DefaultReadBudgetBytes = 256 << 20
 
 // NewRegistries returns the registry set for hosts.
 func NewRegistries(hosts []Host, o Options) (*Registries, error) {
@@ -82,14 +103,7 @@ func NewRegistries(hosts []Host, o Options) (*Registries, error) {
 		transport:   o.Transport,
 		userAgent:   o.UserAgent,
 		maxManifest: o.MaxManifestBytes,
-	}
-	for _, h := range hosts {
-		n := strings.ToLower(strings.TrimSpace(h.Name))
-		if n == "" || strings.ContainsAny(n, "/@ ") {
-			return nil, fmt.Errorf("registry host %q: must be host[:port]", h.Name)
-		}
-		h.Name = n
-		r.hosts[n] = h
+		maxBlob:     maxBundleBytes,
 	}
 	if r.keychain == nil {
 		r.keychain = authn.NewMultiKeychain() // anonymous
@@ -100,7 +114,34 @@ func NewRegistries(hosts []Host, o Options) (*Registries, error) {
 	if r.maxManifest <= 0 {
 		r.maxManifest = 4 << 20
 	}
+	budget := o.ReadBudgetBytes
+	if budget <= 0 {
+		budget = DefaultReadBudgetBytes
+	}
+	r.limits = &readLimits{manifest: r.maxManifest, blob: r.maxBlob, budget: newReadBudget(budget)}
+	r.guards = make(map[string]*guard, len(hosts))
+	for _, h := range hosts {
+		n := strings.ToLower(strings.TrimSpace(h.Name))
+		if !isHostPort(n) {
+			return nil, fmt.Errorf("registry host %q: must be host[:port]", h.Name)
+		}
+		h.Name = n
+		g := &guard{registry: n, allowed: []string{n}, next: r.transport, limits: r.limits}
+		for _, realm := range h.TokenRealms {
+			rn := strings.ToLower(strings.TrimSpace(realm))
+			if !isHostPort(rn) {
+				return nil, fmt.Errorf("registry %s: token realm %q: must be host[:port], without scheme or path", h.Name, realm)
+			}
+			g.allowed = append(g.allowed, rn)
+		}
+		r.hosts[n] = h
+		r.guards[n] = g
+	}
 	return r, nil
+}
+
+func isHostPort(s string) bool {
+	return s != "" && !strings.ContainsAny(s, "/@ ?#\\")
 }
 
 // DefaultTransport is an HTTP transport with connect, TLS and header timeouts.
@@ -165,7 +206,7 @@ func (r *Registries) remoteOptions(ctx context.Context, repo name.Repository) ([
 		return nil, fmt.Errorf("%w: %s", ErrHostNotAllowed, repo.RegistryStr())
 	}
 	base := []remote.Option{
-		remote.WithTransport(r.transport),
+		remote.WithTransport(r.guards[h.Name]),
 		remote.WithUserAgent(r.userAgent),
 	}
 	if h.Auth != nil {
@@ -221,11 +262,11 @@ func classify(err error) error {
 		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) {
+		return err // classified where it happened (this package's transport)
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) {
-		return err
 	}
 	// Anything else a registry exchange fails with (a malformed response,
 	// content that does not match its digest) is the registry's failure.
