@@ -17,10 +17,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -175,12 +177,23 @@ func (r *Registries) Hosts() []string {
 }
 
 // Parse parses s and checks that its registry is configured. It makes no request.
+//
+// It MUST refuse a reference that is not already canonical: a repository
+// path with an empty, "." or ".." segment (a key scoped to team-a/** must
+// not sign host/team-a/../team-b/app, which a path-normalising proxy would
+// store in team-b), upper case, an implied registry or library/ prefix, or a
+// host not written as configured. What is accepted names exactly the
+// repository the string says.
 func (r *Registries) Parse(s string) (name.Reference, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, fmt.Errorf("%w: empty", ErrBadReference)
 	}
 	if len(s) > 1024 {
 		return nil, fmt.Errorf("%w: longer than 1024 characters", ErrBadReference)
+	}
+	given, err := canonicalName(s)
+	if err != nil {
+		return nil, err
 	}
 	ref, err := name.ParseReference(s)
 	if err != nil {
@@ -196,8 +209,35 @@ func (r *Registries) Parse(s string) (name.Reference, error) {
 			return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
 		}
 	}
+	if got := ref.Context().RegistryStr() + "/" + ref.Context().RepositoryStr(); got != given || ref.Context().RegistryStr() != h.Name {
+		return nil, fmt.Errorf("%w: %q names repository %s; write it in that canonical form (host as configured: %s)", ErrBadReference, s, got, h.Name)
+	}
 	return ref, nil
 }
+
+// canonicalName checks s against the distribution reference grammar, with
+// no normalisation, and returns its name (host/path) as written. Every path
+// segment MUST be a path component of that grammar: lower-case
+// alphanumerics joined by single separators, never empty, "." or "..".
+func canonicalName(s string) (string, error) {
+	parsed, err := reference.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: %q is not a canonical reference (host/path with lower-case path segments, none empty, \".\" or \"..\"): %w", ErrBadReference, s, err)
+	}
+	named, ok := parsed.(reference.Named)
+	if !ok {
+		return "", fmt.Errorf("%w: %q has no repository name", ErrBadReference, s)
+	}
+	for _, seg := range strings.Split(reference.Path(named), "/") {
+		if !pathComponent.MatchString(seg) {
+			return "", fmt.Errorf("%w: %q: repository path segment %q is not canonical", ErrBadReference, s, seg)
+		}
+	}
+	return named.Name(), nil
+}
+
+// pathComponent is the distribution grammar's path-component.
+var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`)
 
 // remoteOptions returns the ggcr options for repo. It refuses unconfigured hosts.
 func (r *Registries) remoteOptions(ctx context.Context, repo name.Repository) ([]remote.Option, error) {
