@@ -56,13 +56,34 @@ func bearer(r *http.Request) (string, bool) {
 	return strings.TrimSpace(tok), true
 }
 
+// canonicalRegistryPath reports whether a /v2/ path has no "." or ".."
+// segment and no empty one except a trailing slash (/v2/, blob uploads).
+// A repository MUST NOT be reached under another name.
+func canonicalRegistryPath(p string) bool {
+	rest, ok := strings.CutPrefix(p, "/v2/")
+	if !ok {
+		return p == "/v2"
+	}
+	if rest == "" {
+		return true
+	}
+	for _, seg := range strings.Split(strings.TrimSuffix(rest, "/"), "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
 // registryAccess guards the embedded registry: pulls (GET, HEAD) are
 // anonymous; pushes need a token allowing registry.push whose repository
 // scopes cover the repository, given as the basic-auth password (docker
 // login) or as a bearer token; DELETE needs an admin. The version check
 // GET /v2/ answers 401 with a Basic challenge to callers without
 // credentials, so that clients know to send them on writes. host is the
-// registry's name in image references, against which scopes are matched.
+// registry's name in image references, against which scopes are matched. A
+// path with an empty, "." or ".." segment is refused (400) before anything
+// else.
 func registryAccess(t *service.Tokens, host string, reg http.Handler) echo.HandlerFunc {
 	challenge := func(c echo.Context) error {
 		c.Response().Header().Set("WWW-Authenticate", `Basic realm="attestd"`)
@@ -76,6 +97,12 @@ func registryAccess(t *service.Tokens, host string, reg http.Handler) echo.Handl
 	}
 	return func(c echo.Context) error {
 		r := c.Request()
+		if !canonicalRegistryPath(r.URL.Path) {
+			// distribution's router would answer with a redirect to the
+			// cleaned path; refuse instead, before credentials are looked at.
+			c.Response().Header().Set("Content-Type", "application/json")
+			return c.String(http.StatusBadRequest, `{"errors":[{"code":"NAME_INVALID","message":"registry path with an empty, \".\" or \"..\" segment"}]}`)
+		}
 		secret, hasCred := "", false
 		if _, pw, ok := r.BasicAuth(); ok {
 			secret, hasCred = pw, true

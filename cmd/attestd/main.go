@@ -127,6 +127,8 @@ func defaultOf(d app.Config, flag string) string {
 		return fmt.Sprint(d.MaxBodyBytes)
 	case "max-manifest-bytes":
 		return fmt.Sprint(d.MaxManifestBytes)
+	case "registry-read-budget":
+		return fmt.Sprint(d.RegistryReadBudget)
 	case "shutdown-timeout":
 		return d.ShutdownTimeout.String()
 	case "embedded-registry":

@@ -125,7 +125,10 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 			return err
 		}
 	}
-	regs, err := oci.NewRegistries(hosts, oci.Options{Keychain: kc, UserAgent: "attestd/" + Version, MaxManifestBytes: cfg.MaxManifestBytes})
+	regs, err := oci.NewRegistries(hosts, oci.Options{
+		Keychain: kc, UserAgent: "attestd/" + Version,
+		MaxManifestBytes: cfg.MaxManifestBytes, ReadBudgetBytes: cfg.RegistryReadBudget,
+	})
 	if err != nil {
 		return err
 	}
@@ -335,7 +338,7 @@ func (a *App) hosts(internal string) ([]oci.Host, error) {
 func externalHosts(cfg Config) ([]oci.Host, error) {
 	var hosts []oci.Host
 	for _, r := range cfg.Registries {
-		h := oci.Host{Name: r.Host, Insecure: r.Insecure}
+		h := oci.Host{Name: r.Host, Insecure: r.Insecure, TokenRealms: r.TokenRealms}
 		switch {
 		case r.TokenEnv != "":
 			tok := os.Getenv(r.TokenEnv)

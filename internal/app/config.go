@@ -28,6 +28,9 @@ type Config struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxManifestBytes caps every manifest read from a registry.
 	MaxManifestBytes int64 `yaml:"max_manifest_bytes"`
+	// RegistryReadBudget caps the bytes of registry responses (manifests,
+	// referrer lists, blobs) read into memory at once, over all requests.
+	RegistryReadBudget int64 `yaml:"registry_read_budget"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// EmbeddedRegistry configures the registry served under /v2/.
@@ -116,6 +119,10 @@ type Registry struct {
 	PasswordEnv string `yaml:"password_env"`
 	// TokenEnv names the environment variable holding a bearer (registry) token.
 	TokenEnv string `yaml:"token_env"`
+	// TokenRealms are the hosts (host[:port]) of the registry's token
+	// service where it is not the registry itself. The registry's
+	// credentials go to no other host, whatever its challenge names.
+	TokenRealms []string `yaml:"token_realms"`
 }
 
 // Defaults is the zero-config configuration.
@@ -126,6 +133,7 @@ func Defaults() Config {
 		LogLevel:              "info",
 		MaxBodyBytes:          1 << 20,
 		MaxManifestBytes:      4 << 20,
+		RegistryReadBudget:    256 << 20,
 		ShutdownTimeout:       20 * time.Second,
 		EmbeddedRegistry:      EmbeddedRegistry{Enabled: true},
 		KMSTimeout:            5 * time.Second,
@@ -158,6 +166,7 @@ var Settings = []Setting{
 	{"log-level", "ATTESTD_LOG_LEVEL", "log_level", "debug, info, warn or error"},
 	{"max-body-bytes", "ATTESTD_MAX_BODY_BYTES", "max_body_bytes", "cap on JSON request bodies (413 above it)"},
 	{"max-manifest-bytes", "ATTESTD_MAX_MANIFEST_BYTES", "max_manifest_bytes", "cap on each manifest read from a registry"},
+	{"registry-read-budget", "ATTESTD_REGISTRY_READ_BUDGET", "registry_read_budget", "cap on the bytes of registry responses read into memory at once, over all requests (default 256 MiB)"},
 	{"shutdown-timeout", "ATTESTD_SHUTDOWN_TIMEOUT", "shutdown_timeout", "bound on graceful shutdown"},
 	{"embedded-registry", "ATTESTD_EMBEDDED_REGISTRY", "embedded_registry.enabled", "serve the embedded OCI registry under /v2/"},
 	{"registry-host", "ATTESTD_REGISTRY_HOST", "embedded_registry.host", "name of the embedded registry in image references (default localhost:<port>)"},
@@ -214,6 +223,8 @@ func (c *Config) Set(flag, v string) error {
 		c.MaxBodyBytes, err = strconv.ParseInt(v, 10, 64)
 	case "max-manifest-bytes":
 		c.MaxManifestBytes, err = strconv.ParseInt(v, 10, 64)
+	case "registry-read-budget":
+		c.RegistryReadBudget, err = strconv.ParseInt(v, 10, 64)
 	case "shutdown-timeout":
 		c.ShutdownTimeout, err = time.ParseDuration(v)
 	case "embedded-registry":
@@ -321,6 +332,9 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes <= 0 || c.MaxManifestBytes <= 0 || c.MaxPredicateBytes <= 0 || c.MaxUploadBytes <= 0 || c.MaxDecompressionRatio <= 0 {
 		errs = append(errs, errors.New("size limits must be positive"))
 	}
+	if c.RegistryReadBudget < c.MaxManifestBytes {
+		errs = append(errs, fmt.Errorf("registry_read_budget (%d) must be at least max_manifest_bytes (%d)", c.RegistryReadBudget, c.MaxManifestBytes))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -332,6 +346,11 @@ func (c *Config) Validate() error {
 		}
 		if r.PasswordEnv != "" && r.TokenEnv != "" {
 			errs = append(errs, fmt.Errorf("registry %s: set password_env or token_env, not both", r.Host))
+		}
+		for _, realm := range r.TokenRealms {
+			if realm == "" || strings.ContainsAny(realm, "/@ ?#") {
+				errs = append(errs, fmt.Errorf("registry %s: token realm %q: want host[:port], without scheme or path", r.Host, realm))
+			}
 		}
 	}
 	names := map[string]bool{}

@@ -89,17 +89,20 @@ func (r *Registries) LegacyAttestations(ctx context.Context, subject name.Digest
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", tag, err)
 	}
+	// Count and size every layer before the first is fetched.
 	if len(m.Layers) > max {
 		return nil, fmt.Errorf("%s holds %d attestations, more than %d: %w", tag, len(m.Layers), max, ErrTooLarge)
+	}
+	for _, l := range m.Layers {
+		if l.Size > r.maxBlob {
+			return nil, fmt.Errorf("%s: an attestation of %d bytes: %w", tag, l.Size, ErrTooLarge)
+		}
 	}
 	var out []StoredEnvelope
 	for _, l := range m.Layers {
 		pt := l.Annotations[AnnotationPredicateType]
 		if predicateType != "" && pt != predicateType {
 			continue
-		}
-		if l.Size > maxBundleBytes {
-			return nil, fmt.Errorf("%s: an attestation of %d bytes: %w", tag, l.Size, ErrTooLarge)
 		}
 		b, err := r.readBlob(ctx, subject.Context(), l.Digest.String(), l.Size, opts)
 		if err != nil {

@@ -2,16 +2,23 @@ package oci
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
+
+// distributionPathComponent is the path-component rule of the distribution
+// reference grammar (github.com/distribution/reference, regexp.go), written
+// out here so that the fuzz target does not check Parse against itself.
+var distributionPathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`)
 
 func FuzzParse(f *testing.F) {
 	r, err := NewRegistries([]Host{{Name: "registry.example:5000"}, {Name: "localhost:8080"}}, Options{})
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, s := range []string{"registry.example:5000/a/b:c", "localhost:8080/x@sha256:" + strings.Repeat("a", 64), "nginx", "evil.example/a", "", "registry.example:5000@evil/a", "REGISTRY.example:5000/a"} {
+	for _, s := range []string{"registry.example:5000/a/b:c", "localhost:8080/x@sha256:" + strings.Repeat("a", 64), "nginx", "evil.example/a", "", "registry.example:5000@evil/a", "REGISTRY.example:5000/a",
+		"registry.example:5000/team-a/../team-b/app:v1", "localhost:8080/a//b", "localhost:8080/./a", "localhost:8080/a/", "localhost:8080/A/b", "localhost:8080/a/b.c/d__e-f"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -22,9 +29,20 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		host := strings.ToLower(ref.Context().RegistryStr())
+		host := ref.Context().RegistryStr()
 		if host != "registry.example:5000" && host != "localhost:8080" {
 			t.Fatalf("Parse(%q) accepted host %q", s, host)
+		}
+		// What is accepted is canonical: the repository is the one written,
+		// and every segment of its path is a distribution path component.
+		repo := ref.Context().RepositoryStr()
+		if !strings.HasPrefix(s, host+"/"+repo) {
+			t.Fatalf("Parse(%q) read repository %s/%s, not what was written", s, host, repo)
+		}
+		for _, seg := range strings.Split(repo, "/") {
+			if seg == "" || seg == "." || seg == ".." || !distributionPathComponent.MatchString(seg) {
+				t.Fatalf("Parse(%q) accepted repository path %q with segment %q", s, repo, seg)
+			}
 		}
 	})
 }

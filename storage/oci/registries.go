@@ -4,8 +4,11 @@
 // has no referrers API).
 //
 // It MUST talk only to configured registry hosts: a reference to any other
-// host is refused before a request is made. It MUST NOT trust what a registry
-// returns without checking digests and sizes.
+// host is refused before a request is made, and a registry's credentials go
+// only to that registry and the token realms configured for it. It MUST NOT
+// trust what a registry returns without checking digests and sizes, and it
+// MUST NOT buffer more of a response than its cap, nor more of all responses
+// at once than the read budget.
 package oci
 
 import (
@@ -14,10 +17,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -48,6 +53,12 @@ type Host struct {
 	Insecure bool
 	// Auth is the authenticator for this host; nil means the keychain, then anonymous.
 	Auth authn.Authenticator
+	// TokenRealms are the hosts (host[:port]) of this registry's token
+	// service where it is not the registry itself (e.g. auth.docker.io for
+	// index.docker.io). The registry's credentials MUST NOT go to any host
+	// that is neither Name nor listed here, whatever realm the registry's
+	// WWW-Authenticate challenge names.
+	TokenRealms []string
 }
 
 // Registries is the set of registries attestd may talk to.
@@ -55,10 +66,13 @@ type Registries struct {
 	mu          sync.Mutex
 	clients     map[string]hostClients // per host: reused connections and auth
 	hosts       map[string]Host
+	guards      map[string]*guard // per host: the transport its requests go through
 	keychain    authn.Keychain
-	transport   http.RoundTripper
+	transport   http.RoundTripper // shared by the guards: one connection pool
 	userAgent   string
 	maxManifest int64
+	maxBlob     int64
+	limits      *readLimits
 }
 
 // Options configures Registries.
@@ -69,9 +83,18 @@ type Options struct {
 	Transport http.RoundTripper
 	// UserAgent is sent with every request.
 	UserAgent string
-	// MaxManifestBytes caps every manifest or index read. Zero means 4 MiB.
+	// MaxManifestBytes caps every manifest, index or referrer list read,
+	// before it is buffered. Zero means 4 MiB.
 	MaxManifestBytes int64
+	// ReadBudgetBytes caps the bytes of registry response bodies (manifests,
+	// referrer lists, blobs) being read into memory at once, across all
+	// registries and requests. A read waits for its share, up to its
+	// context's deadline. Zero means 256 MiB.
+	ReadBudgetBytes int64
 }
+
+// DefaultReadBudgetBytes is the read budget when Options sets none.
+const DefaultReadBudgetBytes = 256 << 20
 
 // NewRegistries returns the registry set for hosts.
 func NewRegistries(hosts []Host, o Options) (*Registries, error) {
@@ -82,14 +105,7 @@ func NewRegistries(hosts []Host, o Options) (*Registries, error) {
 		transport:   o.Transport,
 		userAgent:   o.UserAgent,
 		maxManifest: o.MaxManifestBytes,
-	}
-	for _, h := range hosts {
-		n := strings.ToLower(strings.TrimSpace(h.Name))
-		if n == "" || strings.ContainsAny(n, "/@ ") {
-			return nil, fmt.Errorf("registry host %q: must be host[:port]", h.Name)
-		}
-		h.Name = n
-		r.hosts[n] = h
+		maxBlob:     maxBundleBytes,
 	}
 	if r.keychain == nil {
 		r.keychain = authn.NewMultiKeychain() // anonymous
@@ -100,7 +116,34 @@ func NewRegistries(hosts []Host, o Options) (*Registries, error) {
 	if r.maxManifest <= 0 {
 		r.maxManifest = 4 << 20
 	}
+	budget := o.ReadBudgetBytes
+	if budget <= 0 {
+		budget = DefaultReadBudgetBytes
+	}
+	r.limits = &readLimits{manifest: r.maxManifest, blob: r.maxBlob, budget: newReadBudget(budget)}
+	r.guards = make(map[string]*guard, len(hosts))
+	for _, h := range hosts {
+		n := strings.ToLower(strings.TrimSpace(h.Name))
+		if !isHostPort(n) {
+			return nil, fmt.Errorf("registry host %q: must be host[:port]", h.Name)
+		}
+		h.Name = n
+		g := &guard{registry: n, allowed: []string{n}, next: r.transport, limits: r.limits}
+		for _, realm := range h.TokenRealms {
+			rn := strings.ToLower(strings.TrimSpace(realm))
+			if !isHostPort(rn) {
+				return nil, fmt.Errorf("registry %s: token realm %q: must be host[:port], without scheme or path", h.Name, realm)
+			}
+			g.allowed = append(g.allowed, rn)
+		}
+		r.hosts[n] = h
+		r.guards[n] = g
+	}
 	return r, nil
+}
+
+func isHostPort(s string) bool {
+	return s != "" && !strings.ContainsAny(s, "/@ ?#\\")
 }
 
 // DefaultTransport is an HTTP transport with connect, TLS and header timeouts.
@@ -134,12 +177,23 @@ func (r *Registries) Hosts() []string {
 }
 
 // Parse parses s and checks that its registry is configured. It makes no request.
+//
+// It MUST refuse a reference that is not already canonical: a repository
+// path with an empty, "." or ".." segment (a key scoped to team-a/** must
+// not sign host/team-a/../team-b/app, which a path-normalising proxy would
+// store in team-b), upper case, an implied registry or library/ prefix, or a
+// host not written as configured. What is accepted names exactly the
+// repository the string says.
 func (r *Registries) Parse(s string) (name.Reference, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, fmt.Errorf("%w: empty", ErrBadReference)
 	}
 	if len(s) > 1024 {
 		return nil, fmt.Errorf("%w: longer than 1024 characters", ErrBadReference)
+	}
+	given, err := canonicalName(s)
+	if err != nil {
+		return nil, err
 	}
 	ref, err := name.ParseReference(s)
 	if err != nil {
@@ -155,8 +209,35 @@ func (r *Registries) Parse(s string) (name.Reference, error) {
 			return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
 		}
 	}
+	if got := ref.Context().RegistryStr() + "/" + ref.Context().RepositoryStr(); got != given || ref.Context().RegistryStr() != h.Name {
+		return nil, fmt.Errorf("%w: %q names repository %s; write it in that canonical form (host as configured: %s)", ErrBadReference, s, got, h.Name)
+	}
 	return ref, nil
 }
+
+// canonicalName checks s against the distribution reference grammar, with
+// no normalisation, and returns its name (host/path) as written. Every path
+// segment MUST be a path component of that grammar: lower-case
+// alphanumerics joined by single separators, never empty, "." or "..".
+func canonicalName(s string) (string, error) {
+	parsed, err := reference.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: %q is not a canonical reference (host/path with lower-case path segments, none empty, \".\" or \"..\"): %w", ErrBadReference, s, err)
+	}
+	named, ok := parsed.(reference.Named)
+	if !ok {
+		return "", fmt.Errorf("%w: %q has no repository name", ErrBadReference, s)
+	}
+	for _, seg := range strings.Split(reference.Path(named), "/") {
+		if !pathComponent.MatchString(seg) {
+			return "", fmt.Errorf("%w: %q: repository path segment %q is not canonical", ErrBadReference, s, seg)
+		}
+	}
+	return named.Name(), nil
+}
+
+// pathComponent is the distribution grammar's path-component.
+var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`)
 
 // remoteOptions returns the ggcr options for repo. It refuses unconfigured hosts.
 func (r *Registries) remoteOptions(ctx context.Context, repo name.Repository) ([]remote.Option, error) {
@@ -165,7 +246,7 @@ func (r *Registries) remoteOptions(ctx context.Context, repo name.Repository) ([
 		return nil, fmt.Errorf("%w: %s", ErrHostNotAllowed, repo.RegistryStr())
 	}
 	base := []remote.Option{
-		remote.WithTransport(r.transport),
+		remote.WithTransport(r.guards[h.Name]),
 		remote.WithUserAgent(r.userAgent),
 	}
 	if h.Auth != nil {
@@ -221,11 +302,11 @@ func classify(err error) error {
 		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) {
+		return err // classified where it happened (this package's transport)
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) {
-		return err
 	}
 	// Anything else a registry exchange fails with (a malformed response,
 	// content that does not match its digest) is the registry's failure.

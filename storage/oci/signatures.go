@@ -199,7 +199,8 @@ func (r *Registries) Referrers(ctx context.Context, subject name.Digest, artifac
 	return out, nil
 }
 
-// maxBundleBytes caps a bundle layer read back from a registry.
+// maxBundleBytes caps a bundle, signature or attestation layer read back
+// from a registry, and every blob read through the registry transport.
 const maxBundleBytes = 64 << 20
 
 // fetchSingleLayer reads the manifest at d and its one layer of mediaType,
@@ -216,7 +217,7 @@ func (r *Registries) fetchSingleLayer(ctx context.Context, d name.Digest, mediaT
 	if len(m.Layers) != 1 || string(m.Layers[0].MediaType) != mediaType {
 		return nil, fmt.Errorf("referrer %s: want one %s layer", d, mediaType)
 	}
-	if m.Layers[0].Size > maxBundleBytes {
+	if m.Layers[0].Size > r.maxBlob {
 		return nil, fmt.Errorf("referrer %s: %w", d, ErrTooLarge)
 	}
 	return r.readBlob(ctx, d.Context(), m.Layers[0].Digest.String(), m.Layers[0].Size, opts)
@@ -256,9 +257,11 @@ type StoredBundle struct {
 }
 
 // Bundles returns the bundles of the referrers of subject with the given
-// media type and predicate-type annotation ("" for any). Reading stops with
-// ErrTooLarge past max candidates; an unreadable referrer is skipped, as it
-// proves nothing.
+// media type and predicate-type annotation ("" for any). More than max
+// candidates is ErrTooLarge, decided from the referrer list before any
+// referrer is fetched: a registry listing thousands of referrers MUST NOT
+// make a decision fetch them one by one. An unreadable referrer is skipped,
+// as it proves nothing.
 func (r *Registries) Bundles(ctx context.Context, subject name.Digest, mediaType, predicateType string, max int) ([]StoredBundle, error) {
 	opts, err := r.remoteOptions(ctx, subject.Context())
 	if err != nil {
@@ -268,14 +271,20 @@ func (r *Registries) Bundles(ctx context.Context, subject name.Digest, mediaType
 	if err != nil {
 		return nil, err
 	}
-	var out []StoredBundle
-	n := 0
+	var cands []v1.Descriptor
 	for _, d := range descs {
 		if p, ok := d.Annotations[AnnotationBundlePredicate]; ok && predicateType != "" && p != predicateType {
 			continue
 		}
-		if n++; n > max {
-			return nil, fmt.Errorf("more than %d referrers of %s: %w", max, subject, ErrTooLarge)
+		cands = append(cands, d)
+	}
+	if len(cands) > max {
+		return nil, fmt.Errorf("%d referrers of %s, more than %d: %w", len(cands), subject, max, ErrTooLarge)
+	}
+	var out []StoredBundle
+	for _, d := range cands {
+		if d.Size > r.maxManifest {
+			continue // an over-size referrer proves nothing; do not fetch it
 		}
 		ref := subject.Context().Digest(d.Digest.String())
 		b, err := r.fetchSingleLayer(ctx, ref, mediaType, opts)
@@ -312,24 +321,27 @@ func (r *Registries) LegacySignatures(ctx context.Context, subject name.Digest, 
 		return "", nil, fmt.Errorf("read %s: %w", tag, ErrTooLarge)
 	}
 	ref := subject.Context().Digest(desc.Digest.String())
-	if _, _, err := r.getManifest(ctx, ref, opts); err != nil {
+	_, raw, err := r.getManifest(ctx, ref, opts)
+	if err != nil {
 		return "", nil, fmt.Errorf("read %s: %w", tag, err)
 	}
-	sigs, err := ociremote.Signatures(ref, ociremote.WithRemoteOptions(opts...))
+	// Count and size the layers from the checked manifest before anything
+	// else is fetched.
+	m, err := v1.ParseManifest(bytesReader(raw))
 	if err != nil {
-		return "", nil, fmt.Errorf("read %s: %w", tag, classify(err))
-	}
-	m, err := sigs.Manifest()
-	if err != nil {
-		return "", nil, fmt.Errorf("read %s: %w", tag, classify(err))
+		return "", nil, fmt.Errorf("read %s: %w", tag, err)
 	}
 	if len(m.Layers) > max {
 		return "", nil, fmt.Errorf("%s holds %d signatures, more than %d: %w", tag, len(m.Layers), max, ErrTooLarge)
 	}
 	for _, l := range m.Layers {
-		if l.Size > maxBundleBytes {
+		if l.Size > r.maxBlob {
 			return "", nil, fmt.Errorf("%s: a signature payload of %d bytes: %w", tag, l.Size, ErrTooLarge)
 		}
+	}
+	sigs, err := ociremote.Signatures(ref, ociremote.WithRemoteOptions(opts...))
+	if err != nil {
+		return "", nil, fmt.Errorf("read %s: %w", tag, classify(err))
 	}
 	list, err := sigs.Get()
 	if err != nil {
