@@ -17,7 +17,7 @@ func subjectRef(s wire.Subject) service.SubjectRef {
 func wireAttest(r service.AttestResult) wire.AttestResponse {
 	out := wire.AttestResponse{Digest: r.Digest, Subjects: r.Subjects, PredicateType: r.PredicateType, KeyID: r.KeyID, KeyName: r.KeyName, SignedAt: r.SignedAt}
 	for _, l := range r.Locations {
-		out.Locations = append(out.Locations, wire.Location{Kind: l.Kind, Ref: l.Ref, Tag: l.Tag, Existed: l.Existed})
+		out.Locations = append(out.Locations, wire.Location{Kind: l.Kind, Ref: l.Ref, Tag: l.Tag, Existed: l.Existed, Content: l.Content})
 	}
 	return out
 }

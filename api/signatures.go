@@ -21,7 +21,7 @@ func sign(s *service.Signing) echo.HandlerFunc {
 		}
 		out := wire.SignResponse{Image: res.Image, Digest: res.Digest, KeyID: res.KeyID, KeyName: res.KeyName, KeyVersion: res.KeyVersion}
 		for _, l := range res.Locations {
-			out.Locations = append(out.Locations, wire.Location{Kind: l.Kind, Ref: l.Ref, Tag: l.Tag, Existed: l.Existed})
+			out.Locations = append(out.Locations, wire.Location{Kind: l.Kind, Ref: l.Ref, Tag: l.Tag, Existed: l.Existed, Content: l.Content})
 		}
 		return c.JSON(http.StatusOK, out)
 	}

@@ -37,6 +37,10 @@ type Location struct {
 	Ref     string `json:"ref"`
 	Tag     string `json:"tag,omitempty"`
 	Existed bool   `json:"existed"`
+	// Content identifies the copy within its layout: the referrer's
+	// manifest digest, or the hash of a legacy layer's content. Evidence
+	// rows and events name copies by it.
+	Content string `json:"content,omitempty"`
 }
 
 // SignResponse is the body of a successful POST /v1/signatures.

@@ -34,7 +34,7 @@ func root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	r.AddCommand(serveCmd(), workerCmd(), &cobra.Command{
+	r.AddCommand(serveCmd(), workerCmd(), reindexCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), app.Version) },
@@ -79,6 +79,19 @@ func serveCmd() *cobra.Command {
 		Long:  long.String(),
 		Args:  cobra.NoArgs,
 	}
+	settingFlags(c)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		cfg, err := loadConfig(c)
+		if err != nil {
+			return err
+		}
+		return serve(c.Context(), cfg)
+	}
+	return c
+}
+
+// settingFlags adds a flag for every setting to c.
+func settingFlags(c *cobra.Command) {
 	d := app.Defaults()
 	f := c.Flags()
 	f.String("config", "", "YAML config file (env ATTESTD_CONFIG)")
@@ -88,31 +101,34 @@ func serveCmd() *cobra.Command {
 		}
 		f.String(s.Flag, defaultOf(d, s.Flag), s.Help+" (env "+s.Env+")")
 	}
-	c.RunE = func(c *cobra.Command, _ []string) error {
-		cfg := app.Defaults()
-		path, _ := f.GetString("config")
-		if path == "" {
-			path = os.Getenv("ATTESTD_CONFIG")
-		}
-		if path != "" {
-			if err := cfg.LoadFile(path); err != nil {
-				return err
-			}
-		}
-		if err := cfg.ApplyEnv(os.Getenv); err != nil {
-			return err
-		}
-		for _, s := range app.Settings {
-			if s.Flag != "" && s.Flag != "config" && f.Changed(s.Flag) {
-				v, _ := f.GetString(s.Flag)
-				if err := cfg.Set(s.Flag, v); err != nil {
-					return err
-				}
-			}
-		}
-		return serve(c.Context(), cfg)
+}
+
+// loadConfig reads the settings: the YAML file, then the environment, then
+// the flags c was given.
+func loadConfig(c *cobra.Command) (app.Config, error) {
+	f := c.Flags()
+	cfg := app.Defaults()
+	path, _ := f.GetString("config")
+	if path == "" {
+		path = os.Getenv("ATTESTD_CONFIG")
 	}
-	return c
+	if path != "" {
+		if err := cfg.LoadFile(path); err != nil {
+			return cfg, err
+		}
+	}
+	if err := cfg.ApplyEnv(os.Getenv); err != nil {
+		return cfg, err
+	}
+	for _, s := range app.Settings {
+		if s.Flag != "" && s.Flag != "config" && f.Changed(s.Flag) {
+			v, _ := f.GetString(s.Flag)
+			if err := cfg.Set(s.Flag, v); err != nil {
+				return cfg, err
+			}
+		}
+	}
+	return cfg, nil
 }
 
 func defaultOf(d app.Config, flag string) string {

@@ -36,7 +36,7 @@ func Reindex(ctx context.Context, cfg Config, repos []string, progress service.R
 		return service.ReindexStats{}, err
 	}
 	defer db.Close()
-	set, err := storedKeys(ctx, db)
+	set, err := StoredKeys(ctx, db)
 	if err != nil {
 		return service.ReindexStats{}, err
 	}
@@ -111,9 +111,9 @@ func embeddedName(cfg Config) (string, error) {
 	return "localhost:" + port, nil
 }
 
-// storedKeys is the key set the index knows, verify-only, with each key's
+// StoredKeys is the key set the index knows, verify-only, with each key's
 // stored state and window.
-func storedKeys(ctx context.Context, db *index.DB) (*keys.Set, error) {
+func StoredKeys(ctx context.Context, db *index.DB) (*keys.Set, error) {
 	recs, err := db.Keys(ctx)
 	if err != nil {
 		return nil, err

@@ -34,12 +34,22 @@ func (r *Registries) Repositories(ctx context.Context, host string) ([]string, e
 	if err != nil {
 		return nil, err
 	}
-	repos, err := remote.Catalog(ctx, reg, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("catalog of %s: %w", h.Name, classify(err))
-	}
-	if len(repos) > maxListed {
-		return nil, fmt.Errorf("catalog of %s: more than %d repositories: %w", h.Name, maxListed, ErrTooLarge)
+	// Pages of 100: distribution refuses larger ones.
+	var repos []string
+	last := ""
+	for {
+		page, err := remote.CatalogPage(reg, last, 100, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("catalog of %s: %w", h.Name, classify(err))
+		}
+		repos = append(repos, page...)
+		if len(repos) > maxListed {
+			return nil, fmt.Errorf("catalog of %s: more than %d repositories: %w", h.Name, maxListed, ErrTooLarge)
+		}
+		if len(page) < 100 || page[len(page)-1] == last {
+			break
+		}
+		last = page[len(page)-1]
 	}
 	out := make([]string, 0, len(repos))
 	for _, p := range repos {

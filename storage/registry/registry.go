@@ -38,6 +38,7 @@ func New(ctx context.Context, dir string) (http.Handler, error) {
 		},
 	}
 	cfg.HTTP.Secret = hex.EncodeToString(secret)
+	cfg.Catalog.MaxEntries = 1000 // the catalog serves pages (attestd reindex lists repositories)
 	cfg.Log.Level = "error"
 	// distribution logs through logrus; keep it quiet and off stdout, which
 	// belongs to attestd's JSON log.
