@@ -2,18 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/attestd/attestd/api/wire"
 	"github.com/attestd/attestd/internal/testenv"
+	"github.com/attestd/attestd/storage/index"
 )
 
 func run(t *testing.T, token string, args ...string) (string, error) {
@@ -195,5 +199,120 @@ func TestAttestctlSBOM(t *testing.T) {
 	}
 	if _, err := run(t, signer, srv, "sbom", d.String(), "-f", "swid"); err == nil {
 		t.Error("an unknown format was accepted")
+	}
+}
+
+// TestWalkthroughRecord follows the README's walk-through on the demo image
+// (upload, provenance, attestation, signature, a policy, verify, one
+// admission review) and checks that every write and decision left an event
+// with its actor, key and registry locations, listed by audit events.
+func TestWalkthroughRecord(t *testing.T) {
+	s := testenv.Start(t, nil)
+	srv := "--server=" + s.URL
+	host := s.RegistryHost
+	out, err := run(t, s.AdminToken, srv, "tokens", "create", "--name", "ci", "--role", "signer", "--repository", host+"/demo/**", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ Secret string }
+	_ = json.Unmarshal([]byte(out), &tok)
+	signer := tok.Secret
+
+	img, _ := random.Image(512, 1)
+	archive := filepath.Join(t.TempDir(), "hello.tar")
+	ref, _ := name.NewTag("example.com/hello:v1")
+	if err := tarball.WriteToFile(archive, ref, img); err != nil {
+		t.Fatal(err)
+	}
+	demo := host + "/demo/app:v1"
+	for _, args := range [][]string{
+		{"push", archive, "--repo", host + "/demo/app", "--tag", "v1"},
+		{"provenance", demo, "--source-repo", "https://git.example/app", "--commit", "abc123"},
+		{"attest", demo, "--type", "spdxjson", "--predicate", filepath.Join("..", "..", "attest", "testdata", "spdx.json")},
+		{"sign", demo},
+	} {
+		if out, err := run(t, signer, append([]string{srv}, args...)...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	pol := filepath.Join(t.TempDir(), "demo.yaml")
+	_ = os.WriteFile(pol, []byte("name: demo\nmatch: {images: [\""+host+"/demo/**\"], namespaces: [demo]}\nsignatures: {keys: [default]}\nattestations:\n  - predicateType: https://slsa.dev/provenance/v1\n    origin: attestd\n"), 0o600)
+	if out, err := run(t, s.AdminToken, srv, "policy", "load", pol); err != nil {
+		t.Fatalf("policy load: %v\n%s", err, out)
+	}
+	verifier := s.Token(t, "verifier")
+	out, err = run(t, verifier, srv, "verify", demo, "--policy", "demo", "-o", "json")
+	if err != nil {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	var dec struct{ Digest string }
+	_ = json.Unmarshal([]byte(out), &dec)
+	review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"demo-1","kind":{"group":"","version":"v1","kind":"Pod"},` +
+		`"namespace":"demo","operation":"CREATE","object":{"metadata":{"name":"web"},"spec":{"containers":[{"name":"web","image":"` + host + `/demo/app@` + dec.Digest + `"}]}}}}`
+	resp, err := s.Client(t, verifier).Admission(context.Background(), []byte(review), false)
+	if err != nil || !strings.Contains(string(resp), `"allowed":true`) {
+		t.Fatalf("admission of the demo image: %v\n%s", err, resp)
+	}
+
+	out, err = run(t, s.Token(t, "auditor"), srv, "audit", "events", "--digest", dec.Digest, "-o", "json")
+	if err != nil {
+		t.Fatalf("audit events: %v\n%s", err, out)
+	}
+	var page wire.EventsResponse
+	if err := json.Unmarshal([]byte(out), &page); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, e := range page.Events {
+		seen[e.Kind]++
+		if e.Actor.Name == "" || e.RequestID == "" || e.Repository != host+"/demo/app" {
+			t.Errorf("event without actor, request id or subject: %+v", e)
+		}
+		switch e.Kind {
+		case "signature.created", "attestation.created", "provenance.created":
+			var locs []wire.Location
+			_ = json.Unmarshal(e.Locations, &locs)
+			if e.Key == nil || e.Key.ID != s.KeyID || len(locs) != 2 || locs[0].Content == "" || locs[1].Content == "" {
+				t.Errorf("%s without its key or both registry locations: %+v", e.Kind, e)
+			}
+		case "decision.made":
+			var d struct{ Policy string }
+			if _ = json.Unmarshal(e.Detail, &d); d.Policy != "demo" {
+				t.Errorf("decision without its policy: %s", e.Detail)
+			}
+		}
+	}
+	for kind, want := range map[string]int{"artifact.uploaded": 1, "provenance.created": 1, "attestation.created": 1, "signature.created": 1, "decision.made": 1} {
+		if seen[kind] != want {
+			t.Errorf("%d %s events about the demo image, want %d (all: %v)", seen[kind], kind, want, seen)
+		}
+	}
+	// The admission reused the verify's allow from the verdict cache: it is
+	// counted against that decision, with where it was admitted, within a
+	// second or so.
+	var decisionID string
+	for _, e := range page.Events {
+		if e.Kind == "decision.made" {
+			var d struct {
+				ID string `json:"decision_id"`
+			}
+			_ = json.Unmarshal(e.Detail, &d)
+			decisionID = d.ID
+		}
+	}
+	db, err := index.OpenSQLite(context.Background(), filepath.Join(s.DataDir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var reuses []index.Reuse
+	for range 60 {
+		if reuses, err = db.Reuses(context.Background(), decisionID); err == nil && len(reuses) > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(reuses) != 1 || reuses[0].Namespace != "demo" || reuses[0].WorkloadKind != "Pod" || reuses[0].WorkloadName != "web" || reuses[0].Count != 1 {
+		t.Errorf("the admission's reuse of decision %s: %+v %v", decisionID, reuses, err)
 	}
 }
