@@ -79,6 +79,13 @@ var rules = []rule{
 		return i == "net/http" || i == "net" || i == "os" || strings.HasPrefix(i, mod) && !under(i, "internal/repomatch")
 	}},
 	{"internal/repomatch", "repomatch is a leaf", func(i string) bool { return strings.HasPrefix(i, mod) }},
+	{"internal/testenv/hostile", "the hostile registry is a leaf: storage tests use it without linking attestd", func(i string) bool { return strings.HasPrefix(i, mod) }},
+	{"sbom", "sbom catalogs and encodes; it sits below service and talks to no attestd storage", func(i string) bool {
+		return strings.HasPrefix(i, mod) && !under(i, "attest")
+	}},
+	{"storage/index", "the index knows nothing of registries, keys or services", func(i string) bool {
+		return strings.HasPrefix(i, mod) && !under(i, "storage/index")
+	}},
 }
 
 func TestImportDirection(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -49,7 +48,7 @@ func (r *Registries) WriteLegacyAttestation(ctx context.Context, subject name.Di
 	if err != nil {
 		return Location{}, err
 	}
-	tag := subject.Context().Tag(strings.Replace(subject.DigestStr(), ":", "-", 1) + ".att")
+	tag := AttestationTag(subject)
 	return Location{Kind: "legacy-tag", Tag: tag.String(), Ref: subject.Context().Digest(h.String()).String(), Content: EnvelopeContent(envelope)}, nil
 }
 
@@ -69,7 +68,7 @@ func (r *Registries) LegacyAttestations(ctx context.Context, subject name.Digest
 	if err != nil {
 		return nil, err
 	}
-	tag := subject.Context().Tag(strings.Replace(subject.DigestStr(), ":", "-", 1) + ".att")
+	tag := AttestationTag(subject)
 	desc, err := r.headTag(ctx, tag, opts)
 	if err != nil {
 		if errors.Is(classify(err), ErrNotFound) {

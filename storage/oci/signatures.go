@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -82,11 +81,7 @@ func (r *Registries) WriteLegacySignature(ctx context.Context, subject name.Dige
 	if err != nil {
 		return Location{}, err
 	}
-	h, err := se.Digest()
-	if err != nil {
-		return Location{}, err
-	}
-	tag := subject.Context().Tag(fmt.Sprintf("%s-%s.sig", h.Algorithm, h.Hex))
+	tag := SignatureTag(subject)
 	loc := Location{Kind: "legacy-tag", Tag: tag.String(), Existed: nAfter == nBefore, Content: LegacySignatureContent(payload, sig)}
 	md, err := after.Digest()
 	if err != nil {
@@ -309,7 +304,7 @@ func (r *Registries) LegacySignatures(ctx context.Context, subject name.Digest, 
 	if err != nil {
 		return "", nil, err
 	}
-	tag := subject.Context().Tag(strings.Replace(subject.DigestStr(), ":", "-", 1) + ".sig")
+	tag := SignatureTag(subject)
 	desc, err := r.headTag(ctx, tag, opts)
 	if err != nil {
 		if errors.Is(classify(err), ErrNotFound) {
