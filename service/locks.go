@@ -87,3 +87,41 @@ func (l *LocalLocks) Len() int {
 	defer l.mu.Unlock()
 	return len(l.m)
 }
+
+type advisoryLocker interface {
+	AdvisoryLock(ctx context.Context, key string) (func(), error)
+}
+
+// SharedLocks serializes writes of a subject across replicas: the
+// in-process lock first (so a process waits on its own writers without
+// holding a database connection), then an advisory lock in the shared
+// PostgreSQL, held only around the read-merge-write of the subject's tags.
+type SharedLocks struct {
+	local  *LocalLocks
+	shared advisoryLocker
+}
+
+// NewSharedLocks returns locks shared through db.
+func NewSharedLocks(db advisoryLocker) *SharedLocks {
+	return &SharedLocks{local: NewLocalLocks(), shared: db}
+}
+
+// Lock waits for key in this process, then across replicas, at most until
+// ctx ends or maxLockWait; past it the error wraps ErrUnavailable.
+func (l *SharedLocks) Lock(ctx context.Context, key string) (func(), error) {
+	ctx, cancel := context.WithTimeout(ctx, maxLockWait)
+	defer cancel()
+	unlockLocal, err := l.local.Lock(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	unlockShared, err := l.shared.AdvisoryLock(ctx, key)
+	if err != nil {
+		unlockLocal()
+		return nil, fmt.Errorf("%w: waiting for another replica's write of %s: %w", ErrUnavailable, key, err)
+	}
+	return func() {
+		unlockShared()
+		unlockLocal()
+	}, nil
+}

@@ -173,7 +173,14 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	a.sync.Watch(index.RevisionPolicies, policyService.Reload)
 	evidence := service.NewEvidence(regs, keySet)
 	verification := service.NewVerification(regs, evidence)
-	locks := service.NewLocalLocks()
+	// Writes of one subject are serialized in this process, and across
+	// replicas through the shared index.
+	var locks interface {
+		Lock(ctx context.Context, key string) (func(), error)
+	} = service.NewLocalLocks()
+	if a.db.Shared() {
+		locks = service.NewSharedLocks(a.db)
+	}
 	attestations := service.NewAttestations(regs, regs, evidence, keySet, locks, a.rec, cfg.BuilderID, a.log)
 	gate := service.NewGate(regs, evidence, keySet, policies, a.rec, cfg.GateTimeout, cfg.VerdictTTL, a.log)
 

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,8 +13,10 @@ import (
 
 	"github.com/attestd/attestd/api/client"
 	"github.com/attestd/attestd/api/wire"
+	"github.com/attestd/attestd/attest"
 	"github.com/attestd/attestd/internal/app"
 	"github.com/attestd/attestd/internal/testenv"
+	"github.com/attestd/attestd/storage/index"
 )
 
 // propagation is how soon a change made on one replica must take effect on
@@ -120,4 +124,93 @@ func TestReplicasShareState(t *testing.T) {
 	if kinds["signature.created"] != 1 || kinds["policy.put"] != 1 || kinds["key.revoked"] != 1 || kinds["decision.made"] < 2 {
 		t.Errorf("events in the shared record: %v", kinds)
 	}
+}
+
+// TestReplicasConcurrentWritesOneDigest: fifty concurrent signs of one
+// digest, with two keys, spread over two replicas on one PostgreSQL and
+// Debian's docker-registry, leave exactly one signature per key in each
+// layout (and concurrent identical attestations one copy), and a 2-of-2
+// policy allows the image. A write that cannot get the digest's lock in
+// time is a 503 with Retry-After.
+func TestReplicasConcurrentWritesOneDigest(t *testing.T) {
+	ctx := context.Background()
+	host := need(t, "ATTESTD_TEST_DOCKER_REGISTRY", "host:port of Debian's docker-registry, started by scripts/with-services")
+	url := freshDatabase(t)
+	kms := testenv.StartLocalKMS(t)
+	aURI, bURI := kms.CreateKey(t, "race-a"), kms.CreateKey(t, "race-b")
+	cfg := func(c *app.Config) {
+		c.DatabaseURL, c.EmbeddedRegistry.Enabled = url, false
+		c.Registries = []app.Registry{{Host: host}}
+		c.Keys = []app.KeyConfig{{Name: "a", URI: aURI}, {Name: "b", URI: bURI}}
+		c.DefaultKey = "a"
+		c.RequestTimeout = 20 * time.Second
+	}
+	A := testenv.Start(t, cfg)
+	B := testenv.StartReplica(t, A, cfg)
+	_, d, _ := testenv.PushRandom(t, host, "replicas/race", authn.Anonymous)
+	signer := A.ScopedToken(t, []string{host + "/replicas/**"}, "signer")
+	clients := []*client.Client{A.Client(t, signer), B.Client(t, signer)}
+
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		cl := clients[i%2]
+		key := []string{"a", "b"}[(i/2)%2]
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if _, err := cl.SignWith(ctx, wire.SignRequest{Image: d.String(), Key: key}); err != nil {
+				errs <- fmt.Errorf("sign with %s: %w", key, err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, err := cl.Attest(ctx, wire.AttestRequest{Subject: wire.Subject{Image: d.String()}, PredicateType: attest.PredicateCosignVuln, Predicate: fixture(t, "vuln.json")}); err != nil {
+				errs <- fmt.Errorf("attest: %w", err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	ls, bs, la, ba := stored(t, host, authn.Anonymous, d)
+	if ls != 2 || bs != 2 || la != 1 || ba != 1 {
+		t.Errorf("after %d concurrent signs with two keys over two replicas: %d legacy signatures, %d signature bundles, %d legacy attestations, %d attestation bundles; want 2, 2, 1, 1", n, ls, bs, la, ba)
+	}
+	pol := fmt.Sprintf("name: two-of-two\nmatch: {images: [%q]}\nsignatures: {keys: [a, b], threshold: 2}\n", d.Context().Name())
+	if _, err := A.Admin.PutPolicy(ctx, []byte(pol)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "2-of-2 on B after concurrent signs on both replicas", func() (bool, string) {
+		dec, err := clients[1].Verify(ctx, wire.VerifyRequest{Image: d.String(), Policy: "two-of-two"})
+		if err != nil {
+			return false, err.Error()
+		}
+		return dec.Allow, dec.Reason
+	})
+
+	t.Run("a lock held past the request's deadline is a 503", func(t *testing.T) {
+		_, d2, _ := testenv.PushRandom(t, host, "replicas/held", authn.Anonymous)
+		db, err := index.OpenPostgres(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		unlock, err := db.AdvisoryLock(ctx, d2.Context().Name()+"@"+d2.DigestStr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
+		short, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		C := testenv.StartReplica(t, A, func(c *app.Config) { cfg(c); c.RequestTimeout = time.Second })
+		_, err = C.Client(t, signer).Sign(short, d2.String())
+		var ce *client.Error
+		if !errors.As(err, &ce) || ce.Status != 503 {
+			t.Errorf("sign while another replica holds the digest's lock: %v, want 503", err)
+		}
+	})
 }
