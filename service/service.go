@@ -25,12 +25,13 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrNotFound means the named thing does not exist. 404.
 	ErrNotFound = errors.New("not found")
-	// ErrUpstream means a registry failed or returned something that did not
-	// check out; nothing was decided. 502.
+	// ErrUpstream means a registry returned something that did not check
+	// out, or refused attestd's credentials; nothing was decided. 502.
 	ErrUpstream = errors.New("upstream failure")
 	// ErrTooLarge means an upload or body is over its configured size. 413.
 	ErrTooLarge = errors.New("too large")
-	// ErrUnavailable means a dependency is down or throttling; retry later. 503.
+	// ErrUnavailable means a dependency (registry, KMS, database, log) is
+	// down, failing or too slow; retry later. 503 with Retry-After.
 	ErrUnavailable = errors.New("temporarily unavailable")
 )
 
@@ -43,8 +44,13 @@ func registryErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	case errors.Is(err, oci.ErrNotFound):
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	case errors.Is(err, oci.ErrDigestMismatch), errors.Is(err, oci.ErrUnavailable):
+	case errors.Is(err, oci.ErrDigestMismatch), errors.Is(err, oci.ErrDenied), errors.Is(err, oci.ErrForeignHost):
+		// The registry returned what does not check out, or refuses
+		// attestd: nothing to retry.
 		return fmt.Errorf("%w: %w", ErrUpstream, err)
+	case errors.Is(err, oci.ErrUnavailable):
+		// Down, failing or slow: retry later (503 with Retry-After).
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
 }

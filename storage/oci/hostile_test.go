@@ -353,7 +353,7 @@ func TestCredentialsStayWithRegistry(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrForeignHost) || !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), realm.Host) || !strings.Contains(err.Error(), "token_realms") {
+			if !errors.Is(err, ErrForeignHost) || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), realm.Host) || !strings.Contains(err.Error(), "token_realms") {
 				t.Fatalf("foreign realm: %v, want ErrForeignHost naming %s and token_realms", err, realm.Host)
 			}
 			if realm.Requests() != 0 || realm.SawCredentials() {

@@ -41,8 +41,12 @@ var (
 	ErrTooLarge = errors.New("registry object over size limit")
 	// ErrDigestMismatch means a registry returned content whose digest is not the one requested.
 	ErrDigestMismatch = errors.New("registry returned content with a different digest")
-	// ErrUnavailable means the registry could not be reached or failed.
+	// ErrUnavailable means the registry could not be reached, failed (5xx),
+	// or did not answer in time: retry later.
 	ErrUnavailable = errors.New("registry unavailable")
+	// ErrDenied means the registry refused attestd's credentials (401, 403):
+	// a configuration to fix, not an outage.
+	ErrDenied = errors.New("registry refused attestd's credentials")
 )
 
 // Host is one configured registry.
@@ -298,18 +302,24 @@ func classify(err error) error {
 		case http.StatusNotFound:
 			return fmt.Errorf("%w: %w", ErrNotFound, err)
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("%w: registry refused credentials: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", ErrDenied, err)
 		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) ||
+		errors.Is(err, ErrDenied) || errors.Is(err, ErrForeignHost) {
 		return err // classified where it happened (this package's transport)
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	// Anything else a registry exchange fails with (a malformed response,
-	// content that does not match its digest) is the registry's failure.
+	if strings.Contains(err.Error(), "does not match requested digest") {
+		// ggcr's own check of a manifest fetched by digest (an unexported
+		// error): the registry served other content.
+		return fmt.Errorf("%w: %w", ErrDigestMismatch, err)
+	}
+	// Anything else a registry exchange fails with (it could not be
+	// reached, a connection broke, a malformed response) is an outage.
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,8 +16,9 @@ import (
 // ErrForeignHost means a registry exchange tried to reach a host that is
 // neither the registry nor one of the token realms configured for it (a
 // registry's WWW-Authenticate challenge naming a token service elsewhere).
-// It is a registry failure: nothing was sent there.
-var ErrForeignHost = fmt.Errorf("%w: request to a host that is not the configured registry or one of its token realms", ErrUnavailable)
+// It is the registry's misconfiguration, not an outage: nothing was sent
+// there, and retrying will not help.
+var ErrForeignHost = errors.New("request to a host that is not the configured registry or one of its token realms")
 
 // guard is the HTTP transport one configured registry is reached through. It
 // sits under ggcr's authentication transports, so it sees every request they
