@@ -40,6 +40,8 @@ func registryErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrNotFound), errors.Is(err, ErrUpstream), errors.Is(err, ErrUnavailable), errors.Is(err, ErrForbidden):
+		return err // mapped already
 	case errors.Is(err, oci.ErrHostNotAllowed), errors.Is(err, oci.ErrBadReference), errors.Is(err, oci.ErrTooLarge):
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	case errors.Is(err, oci.ErrNotFound):

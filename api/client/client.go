@@ -20,6 +20,8 @@ import (
 // Error is an error response from attestd.
 type Error struct {
 	Status int
+	// RetryAfter is the Retry-After header of a 503 or 429, as sent.
+	RetryAfter string
 	wire.ErrorBody
 }
 
@@ -85,10 +87,11 @@ func (c *Client) send(req *http.Request, out any) error {
 	}
 	if resp.StatusCode >= 300 {
 		var we wire.Error
+		retry := resp.Header.Get("Retry-After")
 		if json.Unmarshal(b, &we) != nil || we.Error.Code == "" {
-			return &Error{Status: resp.StatusCode, ErrorBody: wire.ErrorBody{Code: "HTTP", Message: http.StatusText(resp.StatusCode)}}
+			return &Error{Status: resp.StatusCode, RetryAfter: retry, ErrorBody: wire.ErrorBody{Code: "HTTP", Message: http.StatusText(resp.StatusCode)}}
 		}
-		return &Error{Status: resp.StatusCode, ErrorBody: we.Error}
+		return &Error{Status: resp.StatusCode, RetryAfter: retry, ErrorBody: we.Error}
 	}
 	if out == nil {
 		return nil

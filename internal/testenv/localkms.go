@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +22,8 @@ type LocalKMS struct {
 	Endpoint string
 	cmd      *exec.Cmd
 	done     chan struct{}
+	bin      string
+	env      []string
 }
 
 // AWSSecret is the dummy secret access key tests use, so that they can check
@@ -46,25 +49,12 @@ func StartLocalKMS(t testing.TB) *LocalKMS {
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	_ = l.Close()
 	dir := t.TempDir()
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "PORT="+port, "KMS_REGION=eu-west-2", "KMS_DATA_PATH="+filepath.Join(dir, "data"), "KMS_SEED_PATH="+filepath.Join(dir, "none.yaml"))
-	if err := cmd.Start(); err != nil {
+	k := &LocalKMS{Endpoint: "http://127.0.0.1:" + port, bin: bin,
+		env: append(os.Environ(), "PORT="+port, "KMS_REGION=eu-west-2", "KMS_DATA_PATH="+filepath.Join(dir, "data"), "KMS_SEED_PATH="+filepath.Join(dir, "none.yaml"))}
+	if err := k.run(); err != nil {
 		t.Fatal(err)
 	}
-	k := &LocalKMS{Endpoint: "http://127.0.0.1:" + port, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(k.done) }()
 	t.Cleanup(k.Stop)
-	for i := 0; ; i++ {
-		resp, err := http.Get(k.Endpoint)
-		if err == nil {
-			_ = resp.Body.Close()
-			break
-		}
-		if i > 100 {
-			t.Fatalf("local-kms did not start: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	t.Setenv("AWS_ENDPOINT_URL", k.Endpoint)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAATTESTDTEST")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", AWSSecret)
@@ -73,10 +63,41 @@ func StartLocalKMS(t testing.TB) *LocalKMS {
 	return k
 }
 
+func (k *LocalKMS) run() error {
+	k.cmd = exec.Command(k.bin) //nolint:gosec // the test's own local-kms
+	k.cmd.Env = k.env
+	if err := k.cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	k.done = done
+	go func(c *exec.Cmd) { _ = c.Wait(); close(done) }(k.cmd)
+	for i := 0; ; i++ {
+		resp, err := http.Get(k.Endpoint)
+		if err == nil {
+			_ = resp.Body.Close()
+			return nil
+		}
+		if i > 100 {
+			return fmt.Errorf("local-kms did not start: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Stop kills local-kms, as an outage would, and waits for it to exit.
 func (k *LocalKMS) Stop() {
 	_ = k.cmd.Process.Kill()
 	<-k.done
+}
+
+// Restart starts local-kms again, on the same port with the same keys
+// (they persist in its data dir), after Stop.
+func (k *LocalKMS) Restart(t testing.TB) {
+	t.Helper()
+	if err := k.run(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // CreateKey makes an ECC_NIST_P256 signing key with the alias alias/<name>

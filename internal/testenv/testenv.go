@@ -33,6 +33,8 @@ type Server struct {
 	KeyID        string
 	AdminToken   string
 	Admin        *client.Client
+	// Config is the configuration it runs with.
+	Config app.Config
 	log          *lockedWriter
 	stop         func()
 }
@@ -109,7 +111,7 @@ func start(t testing.TB, mod func(*app.Config), adminToken string) *Server {
 		}
 		adminToken = strings.TrimSpace(string(tok))
 	}
-	s := &Server{stop: stop, URL: a.URL(), RegistryHost: a.RegistryHost(), DataDir: cfg.DataDir, KeyID: a.KeyID(), AdminToken: adminToken, log: logBuf}
+	s := &Server{stop: stop, URL: a.URL(), RegistryHost: a.RegistryHost(), DataDir: cfg.DataDir, KeyID: a.KeyID(), AdminToken: adminToken, log: logBuf, Config: cfg}
 	s.Admin = s.Client(t, s.AdminToken)
 	return s
 }
