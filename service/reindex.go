@@ -85,20 +85,28 @@ func (r *Reindex) repository(ctx context.Context, repo name.Repository, st *Rein
 	if err != nil {
 		return registryErr(err)
 	}
+	// The subjects: what the tags name, and the digests evidence tags are
+	// about (an artifact pushed by digest only has no tag of its own).
 	seen := map[string]bool{}
+	var subjects []name.Digest
 	for _, t := range tags {
-		if oci.IsEvidenceTag(t) {
+		if dg, ok := oci.EvidenceSubject(t); ok {
+			if !seen[dg] {
+				seen[dg] = true
+				subjects = append(subjects, repo.Digest(dg))
+			}
 			continue
 		}
 		subj, err := r.list.Resolve(ctx, repo.Tag(t))
 		if err != nil {
 			return fmt.Errorf("resolve %s:%s: %w", repo, t, registryErr(err))
 		}
-		d := subj.Digest
-		if seen[d.DigestStr()] {
-			continue
+		if dg := subj.Digest.DigestStr(); !seen[dg] {
+			seen[dg] = true
+			subjects = append(subjects, subj.Digest)
 		}
-		seen[d.DigestStr()] = true
+	}
+	for _, d := range subjects {
 		if err := r.digest(ctx, d, st); err != nil {
 			return err
 		}

@@ -196,6 +196,14 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		if err != nil {
 			return err
 		}
+		// This process is the SQLite queue's one worker: what a crash left
+		// running is retried now, not after river's rescue horizon.
+		if n, err := jobs.RescueOrphans(ctx, driver); err != nil {
+			_ = db.Close()
+			return err
+		} else if n > 0 {
+			a.log.WarnContext(ctx, "jobs left running by a stopped process are retried", "jobs", n)
+		}
 		a.jobsDB, newClient = db, service.RiverClient(driver)
 	}
 	sboms, err := service.NewSBOMs(newClient, regs, regs, attestations, a.db, service.SBOMLimits{

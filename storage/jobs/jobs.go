@@ -7,7 +7,9 @@ package jobs
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -15,6 +17,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
 	_ "modernc.org/sqlite" // the SQLite driver
 )
 
@@ -61,4 +64,40 @@ func OpenPostgres(ctx context.Context, url string) (riverdriver.Driver[pgx.Tx], 
 		return nil, nil, fmt.Errorf("migrate job queue: %w", err)
 	}
 	return driver, pool, nil
+}
+
+// RescueOrphans makes the jobs left running by a process that died
+// available again at once, as river's rescuer would after its horizon.
+// It MUST be called only where this process is the queue's one worker (the
+// SQLite queue in the data dir): there, a job running before it started can
+// have no live worker. On a shared queue, river's rescuer does it after
+// RescueStuckJobsAfter. It returns how many jobs it rescued.
+func RescueOrphans[TTx any](ctx context.Context, driver riverdriver.Driver[TTx]) (int, error) {
+	exec := driver.GetExecutor()
+	horizon := time.Now()
+	stuck, err := exec.JobGetStuck(ctx, &riverdriver.JobGetStuckParams{Max: 10_000, StuckHorizon: horizon})
+	if err != nil {
+		return 0, fmt.Errorf("find orphaned jobs: %w", err)
+	}
+	if len(stuck) == 0 {
+		return 0, nil
+	}
+	now := time.Now().UTC()
+	p := &riverdriver.JobRescueManyParams{StuckHorizon: horizon}
+	for _, j := range stuck {
+		e, err := json.Marshal(rivertype.AttemptError{At: now, Attempt: max(j.Attempt, 0), Error: "the process working it stopped; retried at start"})
+		if err != nil {
+			return 0, err
+		}
+		state, finalized := rivertype.JobStateRetryable, (*time.Time)(nil)
+		if j.Attempt >= j.MaxAttempts {
+			state, finalized = rivertype.JobStateDiscarded, &now
+		}
+		p.ID, p.Error = append(p.ID, j.ID), append(p.Error, e)
+		p.FinalizedAt, p.ScheduledAt, p.State = append(p.FinalizedAt, finalized), append(p.ScheduledAt, now), append(p.State, string(state))
+	}
+	if _, err := exec.JobRescueMany(ctx, p); err != nil {
+		return 0, fmt.Errorf("rescue orphaned jobs: %w", err)
+	}
+	return len(stuck), nil
 }

@@ -2,6 +2,7 @@ package oci
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -66,6 +67,9 @@ func (r *Registries) Tags(ctx context.Context, repo name.Repository) ([]string, 
 	}
 	tags, err := remote.List(repo, opts...)
 	if err != nil {
+		if errors.Is(classify(err), ErrNotFound) {
+			return nil, nil // a repository with no tag (pushed by digest only)
+		}
 		return nil, fmt.Errorf("tags of %s: %w", repo, classify(err))
 	}
 	if len(tags) > maxListed {
@@ -74,14 +78,18 @@ func (r *Registries) Tags(ctx context.Context, repo name.Repository) ([]string, 
 	return tags, nil
 }
 
-// IsEvidenceTag reports whether tag is one cosign and the referrers
+// EvidenceSubject reports whether tag is one cosign and the referrers
 // fallback use to store evidence about a digest (sha256-<hex>.sig, .att,
-// .sbom, or sha256-<hex> itself), rather than a tag naming an artifact.
-func IsEvidenceTag(tag string) bool {
+// .sbom, or sha256-<hex> itself), rather than a tag naming an artifact, and
+// if so returns that digest ("sha256:<hex>").
+func EvidenceSubject(tag string) (string, bool) {
 	rest, ok := strings.CutPrefix(tag, "sha256-")
 	if !ok {
-		return false
+		return "", false
 	}
 	hexPart, _, _ := strings.Cut(rest, ".")
-	return len(hexPart) == 64
+	if len(hexPart) != 64 || strings.Trim(hexPart, "0123456789abcdef") != "" {
+		return "", false
+	}
+	return "sha256:" + hexPart, true
 }
