@@ -156,3 +156,52 @@ func TestPolicySizeCaps(t *testing.T) {
 		t.Errorf("a condition over 4096 characters: %v", err)
 	}
 }
+
+// FuzzEval evaluates conditions over fuzzed predicates, as the gate does
+// with whatever a signed attestation carries: evaluation ends within its
+// cost budget with a boolean or an error, never a panic, and a condition
+// over a field the predicate lacks is never true by accident.
+func FuzzEval(f *testing.F) {
+	doc := []byte(`name: fuzz
+match: {images: ["r/**"]}
+attestations:
+  - predicateType: https://example.com/p
+    condition: predicate.runDetails.builder.id == "https://attestd.dev/builder/v1"
+  - predicateType: https://example.com/p
+    condition: '!predicate.packages.exists(p, has(p.licenseConcluded) && p.licenseConcluded == "GPL-3.0")'
+  - predicateType: https://example.com/p
+    condition: now - timestamp(predicate.metadata.scanFinishedOn) < duration("168h")
+  - predicateType: https://example.com/p
+    condition: predicate.vulns.all(v, v.severity != "CRITICAL") && size(predicate.vulns) < 1000
+`)
+	p, err := Parse(doc)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{`{}`, `null`, `[]`, `{"runDetails":{"builder":{"id":"https://attestd.dev/builder/v1"}}}`,
+		`{"packages":[{"licenseConcluded":"GPL-3.0"},{"name":"x"}]}`, `{"metadata":{"scanFinishedOn":"2026-11-27T00:00:00Z"}}`,
+		`{"metadata":{"scanFinishedOn":"not a time"}}`, `{"vulns":[{"severity":"LOW"}]}`, `{"vulns":"x"}`, `{"packages":[1,2,3]}`} {
+		f.Add([]byte(s))
+	}
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var pred any
+		if json.Unmarshal(b, &pred) != nil {
+			return
+		}
+		for i := range p.Attestations {
+			ok, err := p.Eval(i, Input{Predicate: pred, PredicateType: "https://example.com/p", Digest: "sha256:00", Now: now})
+			if err != nil && ok {
+				t.Fatalf("condition %d: true with an error %v", i, err)
+			}
+			if i == 0 && ok {
+				m, _ := pred.(map[string]any)
+				rd, _ := m["runDetails"].(map[string]any)
+				bd, _ := rd["builder"].(map[string]any)
+				if bd["id"] != "https://attestd.dev/builder/v1" {
+					t.Fatalf("builder condition true for %s", b)
+				}
+			}
+		}
+	})
+}
