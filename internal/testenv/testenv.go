@@ -35,8 +35,8 @@ type Server struct {
 	Admin        *client.Client
 	// Config is the configuration it runs with.
 	Config app.Config
-	log          *lockedWriter
-	stop         func()
+	log    *lockedWriter
+	stop   func()
 }
 
 // Stop shuts the server down gracefully; the test's end does it otherwise.
