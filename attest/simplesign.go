@@ -19,6 +19,9 @@ const (
 	// OriginAttestd or OriginCaller. Only attestd sets it, inside the signed
 	// statement, so a policy can tell the two apart cryptographically.
 	AnnotationOrigin = "dev.attestd/origin"
+	// AnnotationIdentity names the CI workload identity (issuer#subject)
+	// that asked for the signature, where the caller was one.
+	AnnotationIdentity = "dev.attestd/identity"
 )
 
 // Origins of an attestation's predicate.
@@ -38,6 +41,8 @@ type SignMeta struct {
 	// Origin is who wrote the predicate (attestations only): OriginAttestd,
 	// OriginCaller, or "" where the signature does not say.
 	Origin string
+	// Identity is the verified workload identity of the caller, issuer#subject.
+	Identity string
 }
 
 func (m SignMeta) annotations() map[string]string {
@@ -54,6 +59,9 @@ func (m SignMeta) annotations() map[string]string {
 	if m.Origin != "" {
 		out[AnnotationOrigin] = m.Origin
 	}
+	if m.Identity != "" {
+		out[AnnotationIdentity] = m.Identity
+	}
 	return out
 }
 
@@ -65,6 +73,7 @@ func metaFrom(get func(string) string) SignMeta {
 	m.KeyID = get(AnnotationKeyID)
 	m.KeyVersion = get(AnnotationKeyVer)
 	m.Origin = get(AnnotationOrigin)
+	m.Identity = get(AnnotationIdentity)
 	return m
 }
 

@@ -196,7 +196,7 @@ func (a *Attestations) attest(ctx context.Context, w attestWrite) (AttestResult,
 	if err != nil {
 		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	meta := attest.SignMeta{SignedAt: a.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version(), Origin: w.origin}
+	meta := attest.SignMeta{SignedAt: a.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version(), Origin: w.origin, Identity: identityOf(w.actor)}
 	var ss []attest.Subject
 	for _, s := range w.subjects {
 		ss = append(ss, attest.Subject{Name: s.Digest.Context().Name(), Digest: s.Digest.DigestStr()})

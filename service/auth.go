@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/attestd/attestd/internal/repomatch"
+	"github.com/attestd/attestd/service/identity"
 	"github.com/attestd/attestd/storage/index"
 )
 
@@ -69,6 +70,12 @@ type Principal struct {
 	// all) the caller may write to: sign, attest, upload, push. An admin
 	// may write anywhere.
 	Repositories []string
+	// Keys, where set, are the only key names the caller may sign with
+	// (a workload identity's rule names them); nil means any key.
+	Keys []string
+	// Identity is the verified CI workload identity, for a caller who
+	// presented an OIDC ID token; nil for an attestd token.
+	Identity *identity.Identity
 }
 
 // Authorize returns nil if p may do a, and an error wrapping ErrForbidden otherwise.
@@ -115,8 +122,16 @@ type tokenStore interface {
 type Tokens struct {
 	store    tokenStore
 	rec      preparer
+	ids      *identity.Verifier
 	internal string
 	now      func() time.Time
+}
+
+// WithIdentities accepts OIDC ID tokens of CI workload identities, as
+// verified and granted by ids, alongside attestd tokens.
+func (t *Tokens) WithIdentities(ids *identity.Verifier) *Tokens {
+	t.ids = ids
+	return t
 }
 
 // tokenPrefix marks attestd tokens, so that secret scanners can find leaked ones.
@@ -271,8 +286,11 @@ func (t *Tokens) Revoke(ctx context.Context, p Principal, id string) error {
 
 // Authenticate returns the principal of secret, or an error wrapping ErrUnauthenticated.
 func (t *Tokens) Authenticate(ctx context.Context, secret string) (Principal, error) {
-	if secret == "" || len(secret) > 256 {
+	if secret == "" || len(secret) > 16<<10 || len(secret) > 256 && !identity.LooksLikeJWT(secret) {
 		return Principal{}, ErrUnauthenticated
+	}
+	if t.ids.Enabled() && identity.LooksLikeJWT(secret) {
+		return t.identity(ctx, secret)
 	}
 	if subtle.ConstantTimeCompare([]byte(secret), []byte(t.internal)) == 1 {
 		return Principal{TokenID: "internal", Name: "attestd", Roles: []string{RoleSigner}, Repositories: []string{repomatch.All}}, nil
@@ -285,6 +303,21 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (Principal, er
 		return Principal{}, fmt.Errorf("%w: token lookup: %w", ErrUnavailable, err)
 	}
 	return Principal{TokenID: tok.ID, Name: tok.Name, Roles: tok.Roles, Repositories: tok.Repositories}, nil
+}
+
+// identity authenticates a CI workload by its OIDC ID token: verified
+// against its pinned issuer, granted by the first rule that matches.
+func (t *Tokens) identity(ctx context.Context, raw string) (Principal, error) {
+	id, grant, err := t.ids.Verify(ctx, raw)
+	switch {
+	case errors.Is(err, identity.ErrNoGrant):
+		return Principal{}, fmt.Errorf("%w: %w", ErrForbidden, err)
+	case errors.Is(err, identity.ErrUnavailable):
+		return Principal{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	case err != nil:
+		return Principal{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	}
+	return Principal{TokenID: "oidc:" + id.String(), Name: id.Subject, Roles: grant.Roles, Repositories: grant.Repositories, Keys: grant.Keys, Identity: &id}, nil
 }
 
 // Bootstrap creates the first admin token and writes its secret to path with

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/attestd/attestd/attest"
+	"github.com/attestd/attestd/service/identity"
 	"github.com/attestd/attestd/storage/oci"
 )
 
@@ -49,6 +50,14 @@ const maxProvenanceSubjects = 64
 // (builder id, caller, invocation) come from attestd's configuration and the
 // authenticated caller; what the request says goes only into
 // externalParameters.
+//
+// When the caller is a CI workload identity (an OIDC ID token), the builder
+// id, source repository, commit, ref, workflow and run come from its
+// verified claims, not from the request: the builder is the CI's own (GitHub:
+// the workflow at its ref), the source is resolved from the claims, and the
+// identity and the claims used are in internalParameters. What the request
+// reports still goes under externalParameters, and it need not repeat what
+// the claims say.
 func (a *Attestations) Provenance(ctx context.Context, p Principal, req ProvenanceRequest) (AttestResult, error) {
 	if err := Authorize(p, ActionSign); err != nil {
 		return AttestResult{}, err
@@ -56,7 +65,12 @@ func (a *Attestations) Provenance(ctx context.Context, p Principal, req Provenan
 	if len(req.Subjects) == 0 || len(req.Subjects) > maxProvenanceSubjects {
 		return AttestResult{}, fmt.Errorf("%w: provenance needs 1 to %d subjects", ErrInvalid, maxProvenanceSubjects)
 	}
-	if req.SourceRepository == "" || req.SourceCommit == "" {
+	var build *identity.Build
+	if p.Identity != nil {
+		b := p.Identity.Build()
+		build = &b
+	}
+	if build == nil && (req.SourceRepository == "" || req.SourceCommit == "") {
 		return AttestResult{}, fmt.Errorf("%w: source repository and commit are required", ErrInvalid)
 	}
 	if len(req.Parameters) > 0 {
@@ -79,8 +93,9 @@ func (a *Attestations) Provenance(ctx context.Context, p Principal, req Provenan
 		subjects, tags = append(subjects, r), append(tags, subjectTags(s))
 	}
 
-	external := map[string]any{
-		"source": map[string]string{"repository": req.SourceRepository, "commit": req.SourceCommit, "ref": req.SourceRef},
+	external := map[string]any{}
+	if req.SourceRepository != "" || req.SourceCommit != "" || req.SourceRef != "" {
+		external["source"] = map[string]string{"repository": req.SourceRepository, "commit": req.SourceCommit, "ref": req.SourceRef}
 	}
 	if req.BuildType != "" {
 		external["buildType"] = req.BuildType
@@ -94,18 +109,49 @@ func (a *Attestations) Provenance(ctx context.Context, p Principal, req Provenan
 	if req.StartedOn != "" || req.FinishedOn != "" {
 		external["reportedTimes"] = map[string]string{"startedOn": req.StartedOn, "finishedOn": req.FinishedOn}
 	}
+	internal := map[string]any{
+		"caller": map[string]any{"tokenId": p.TokenID, "name": p.Name, "roles": p.Roles},
+	}
+	builder, invocation := a.builderID, req.InvocationID
+	var resolved []map[string]any
+	if build != nil {
+		// Facts from the verified claims of the caller's CI identity.
+		internal["identity"] = map[string]any{"issuer": p.Identity.Issuer, "subject": p.Identity.Subject, "kind": p.Identity.Kind,
+			"claims": build.Claims, "workflow": build.Workflow, "ref": build.Ref, "requestId": req.InvocationID}
+		if build.BuilderID != "" {
+			builder = build.BuilderID
+		}
+		if build.Invocation != "" {
+			invocation = build.Invocation
+		}
+		// The workflow that ran, as the claims name it: the build's external
+		// input, as the platforms' own provenance puts it.
+		external["workflow"] = map[string]string{"repository": build.SourceRepository, "ref": build.Ref, "path": build.Workflow}
+		if build.SourceRepository != "" {
+			dep := map[string]any{"uri": "git+" + build.SourceRepository}
+			if build.Ref != "" {
+				dep["uri"] = "git+" + build.SourceRepository + "@" + build.Ref
+			}
+			if build.Commit != "" {
+				dep["digest"] = map[string]string{"gitCommit": build.Commit}
+			}
+			resolved = append(resolved, dep)
+		}
+	}
+	def := map[string]any{
+		"buildType":          ProvenanceBuildType,
+		"externalParameters": external,
+		"internalParameters": internal,
+	}
+	if len(resolved) > 0 {
+		def["resolvedDependencies"] = resolved
+	}
 	pred := map[string]any{
-		"buildDefinition": map[string]any{
-			"buildType":          ProvenanceBuildType,
-			"externalParameters": external,
-			"internalParameters": map[string]any{
-				"caller": map[string]any{"tokenId": p.TokenID, "name": p.Name, "roles": p.Roles},
-			},
-		},
+		"buildDefinition": def,
 		"runDetails": map[string]any{
-			"builder": map[string]any{"id": a.builderID},
+			"builder": map[string]any{"id": builder},
 			"metadata": map[string]any{
-				"invocationId": req.InvocationID,
+				"invocationId": invocation,
 				"finishedOn":   a.now().UTC().Format(time.RFC3339),
 			},
 		},

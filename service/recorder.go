@@ -185,6 +185,8 @@ func newEventID() string {
 // actorKind says what kind of caller p is.
 func actorKind(p Principal) string {
 	switch {
+	case p.Identity != nil:
+		return "oidc"
 	case p.TokenID == "internal" || p.TokenID == "" && p.Name == "attestd":
 		return "attestd"
 	case p.TokenID == "":
@@ -209,6 +211,18 @@ func (r *Recorder) Prepare(ctx context.Context, e Event) (index.Event, error) {
 			return index.Event{}, err
 		}
 		out.Locations = b
+	}
+	if id := e.Actor.Identity; id != nil {
+		// The workload identity: issuer, subject and the claims its build
+		// facts came from. Added to the detail; never a token.
+		d, _ := e.Detail.(map[string]any)
+		if d == nil && e.Detail == nil {
+			d = map[string]any{}
+		}
+		if d != nil {
+			d["identity"] = map[string]any{"issuer": id.Issuer, "subject": id.Subject, "claims": id.Build().Claims}
+			e.Detail = d
+		}
 	}
 	if e.Detail != nil {
 		b, err := json.Marshal(e.Detail)

@@ -124,7 +124,7 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 	if err != nil {
 		return SignResult{}, registryErr(err)
 	}
-	meta := attest.SignMeta{SignedAt: s.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version()}
+	meta := attest.SignMeta{SignedAt: s.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version(), Identity: identityOf(p)}
 
 	if legacy == nil {
 		payload, err := attest.SimpleSigning(d, meta)

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -62,6 +63,9 @@ func writeScope(p Principal, a Action, key *keys.Key) func(repo string) error {
 		if key != nil && !key.Allows(repo) {
 			return fmt.Errorf("%w: key %s may not sign in %s (allowed: %s)", ErrForbidden, key.Name(), repo, strings.Join(key.Repositories(), ", "))
 		}
+		if key != nil && p.Keys != nil && !slices.Contains(p.Keys, key.Name()) {
+			return fmt.Errorf("%w: %s may sign only with %s, not %s", ErrForbidden, p.Name, strings.Join(p.Keys, ", "), key.Name())
+		}
 		return nil
 	}
 }
@@ -77,4 +81,12 @@ func subjectTags(s SubjectRef) []string {
 		return nil
 	}
 	return refTags(ref)
+}
+
+// identityOf names p's workload identity for signed annotations, or "".
+func identityOf(p Principal) string {
+	if p.Identity == nil {
+		return ""
+	}
+	return p.Identity.String()
 }

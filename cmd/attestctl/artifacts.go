@@ -224,8 +224,8 @@ func provenanceCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&req.Source.Repository, "source-repo", "", "source repository URL (required)")
-	f.StringVar(&req.Source.Commit, "commit", "", "source commit (required)")
+	f.StringVar(&req.Source.Repository, "source-repo", "", "source repository URL (required with an attestd token; a CI identity's claims say it)")
+	f.StringVar(&req.Source.Commit, "commit", "", "source commit (required with an attestd token; a CI identity's claims say it)")
 	f.StringVar(&req.Source.Ref, "ref", "", "source ref, e.g. refs/heads/main")
 	f.StringVar(&req.BuildType, "build-type", "", "the CI's build type URI (recorded under externalParameters)")
 	f.StringVar(&paramsFile, "parameters", "", "JSON file of build parameters")
@@ -233,8 +233,6 @@ func provenanceCmd(g *globals) *cobra.Command {
 	f.StringVar(&req.StartedOn, "started-on", "", "when the build started (RFC 3339)")
 	f.StringVar(&req.FinishedOn, "finished-on", "", "when the build finished (RFC 3339)")
 	f.StringVar(&req.Key, "key", "", "name of the signing key (default: the server's default)")
-	_ = c.MarkFlagRequired("source-repo")
-	_ = c.MarkFlagRequired("commit")
 	return c
 }
 

@@ -33,8 +33,13 @@ func main() {
 
 type globals struct {
 	server, token, tokenFile, output string
+	idTokenFile, audience            string
 }
 
+// client returns an API client with the caller's credential: an attestd
+// token (--token, ATTESTD_TOKEN, --token-file), or else a CI workload's
+// OIDC ID token (--id-token-file, ATTESTD_ID_TOKEN, or requested from
+// GitHub Actions for --audience).
 func (g *globals) client() (*client.Client, error) {
 	tok := g.token
 	if tok == "" && g.tokenFile != "" {
@@ -43,6 +48,12 @@ func (g *globals) client() (*client.Client, error) {
 			return nil, fmt.Errorf("token file: %w", err)
 		}
 		tok = strings.TrimSpace(string(b))
+	}
+	if tok == "" {
+		var err error
+		if tok, err = idToken(context.Background(), g.idTokenFile, g.audience); err != nil {
+			return nil, err
+		}
 	}
 	return client.New(g.server, tok)
 }
@@ -81,6 +92,8 @@ func root() *cobra.Command {
 	pf.StringVar(&g.token, "token", "", "API token; prefer env ATTESTD_TOKEN, which keeps it out of the process list")
 	pf.StringVar(&g.tokenFile, "token-file", os.Getenv("ATTESTD_TOKEN_FILE"), "file holding the API token (env ATTESTD_TOKEN_FILE)")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	pf.StringVar(&g.idTokenFile, "id-token-file", os.Getenv("ATTESTD_ID_TOKEN_FILE"), "file holding a CI workload's OIDC ID token, used when no attestd token is given (env ATTESTD_ID_TOKEN_FILE; or the token in ATTESTD_ID_TOKEN)")
+	pf.StringVar(&g.audience, "audience", os.Getenv("ATTESTD_OIDC_AUDIENCE"), "audience of the ID token requested from GitHub Actions: attestd's configured one (env ATTESTD_OIDC_AUDIENCE)")
 	r.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if g.token == "" {
 			g.token = os.Getenv("ATTESTD_TOKEN")

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +18,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/attestd/attestd/api/wire"
+	"github.com/attestd/attestd/internal/app"
 	"github.com/attestd/attestd/internal/testenv"
+	"github.com/attestd/attestd/internal/testenv/oidcprovider"
+	"github.com/attestd/attestd/service/identity"
 	"github.com/attestd/attestd/storage/index"
 )
 
@@ -314,5 +319,89 @@ func TestWalkthroughRecord(t *testing.T) {
 	}
 	if len(reuses) != 1 || reuses[0].Namespace != "demo" || reuses[0].WorkloadKind != "Pod" || reuses[0].WorkloadName != "web" || reuses[0].Count != 1 {
 		t.Errorf("the admission's reuse of decision %s: %+v %v", decisionID, reuses, err)
+	}
+}
+
+// TestAttestctlCIIdentity: in a GitHub Actions job, attestctl asks the
+// runner for an ID token with attestd's audience and signs and writes
+// provenance with it, with no attestd secret stored in CI.
+func TestAttestctlCIIdentity(t *testing.T) {
+	p := oidcprovider.Start(t)
+	s := testenv.Start(t, func(c *app.Config) {
+		c.OIDC.Issuers = []identity.Issuer{{Name: "github", URL: p.Issuer, Audience: "attestd.ci", Kind: identity.KindGitHubActions}}
+		c.OIDC.Rules = []identity.Rule{{Issuer: "github", When: `claims.repository == "acme/app" && claims.ref == "refs/heads/main"`,
+			Roles: []string{"signer"}, Repositories: []string{"*/acme/app/**"}, Keys: []string{"default"}}}
+	})
+	tok := p.Token(t, oidcprovider.GitHubActions("attestd.ci", "acme/app", "refs/heads/main", "0123456789abcdef0123456789abcdef01234567"))
+	runner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer runner-secret" || r.URL.Query().Get("audience") != "attestd.ci" {
+			http.Error(w, "no", http.StatusForbidden)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"value": tok})
+	}))
+	defer runner.Close()
+	t.Setenv("ACTIONS_ID_TOKEN_REQUEST_URL", runner.URL+"/token?api-version=2.0")
+	t.Setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-secret")
+	srv := "--server=" + s.URL
+	_, d, _ := testenv.PushRandom(t, s.RegistryHost, "acme/app/web", &authn.Basic{Username: "admin", Password: s.AdminToken})
+	if out, err := run(t, "", srv, "sign", d.String()); err == nil || !strings.Contains(err.Error(), "audience") {
+		t.Errorf("in GitHub Actions without an audience: %v\n%s", err, out)
+	}
+	if out, err := run(t, "", srv, "--audience", "attestd.ci", "sign", d.String()); err != nil {
+		t.Fatalf("sign with the job's identity: %v\n%s", err, out)
+	}
+	if out, err := run(t, "", srv, "--audience", "attestd.ci", "provenance", d.String()); err != nil || !strings.Contains(out, "https://slsa.dev/provenance/v1") {
+		t.Errorf("provenance with the job's identity (source from the claims): %v\n%s", err, out)
+	}
+	file := filepath.Join(t.TempDir(), "id-token")
+	_ = os.WriteFile(file, []byte(tok+"\n"), 0o600)
+	t.Setenv("ACTIONS_ID_TOKEN_REQUEST_URL", "")
+	if out, err := run(t, "", srv, "--id-token-file", file, "sign", d.String()); err != nil {
+		t.Errorf("sign with --id-token-file: %v\n%s", err, out)
+	}
+	if _, err := run(t, "", srv, "provenance", d.String()); err == nil {
+		t.Error("provenance with no credential and no source succeeded")
+	}
+}
+
+// TestCIExamplesUseRealFlags: every attestctl line of the example
+// pipelines under deploy/ci names a command and flags attestctl has.
+func TestCIExamplesUseRealFlags(t *testing.T) {
+	for _, f := range []string{"github-actions.yml", "gitlab-ci.yml"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "ci", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			if k := strings.Index(line, "#"); k >= 0 {
+				line = line[:k] // comments
+			}
+			i := strings.Index(line, "attestctl ")
+			if i < 0 || strings.Contains(line, "go install") {
+				continue
+			}
+			cmdline := line[i+len("attestctl "):]
+			if j := strings.IndexAny(cmdline, "|)"); j >= 0 {
+				cmdline = cmdline[:j]
+			}
+			var argv []string
+			for _, w := range strings.Fields(cmdline) {
+				argv = append(argv, strings.Trim(w, `"'`))
+			}
+			c, rest, err := root().Find(argv)
+			if err != nil || c.Name() == "attestctl" {
+				t.Errorf("%s: %q is not an attestctl command: %v", f, cmdline, err)
+				continue
+			}
+			if err := c.ParseFlags(rest); err != nil {
+				t.Errorf("%s: %q: %v", f, cmdline, err)
+			}
+			n++
+		}
+		if n < 5 {
+			t.Errorf("%s: only %d attestctl lines found", f, n)
+		}
 	}
 }

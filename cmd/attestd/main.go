@@ -68,7 +68,10 @@ func serveCmd() *cobra.Command {
 	long.WriteString("Settings are read from the YAML file, then the environment, then flags:\n\n")
 	for _, s := range app.Settings {
 		flag := "--" + s.Flag
-		if s.Flag == "" {
+		switch {
+		case s.Flag == "" && s.Env == "":
+			flag = "(YAML only)"
+		case s.Flag == "":
 			flag = "(env only)"
 		}
 		fmt.Fprintf(&long, "  %-20s %-27s %-26s %s\n", flag, s.Env, s.YAML, s.Help)

@@ -23,6 +23,7 @@ import (
 	"github.com/attestd/attestd/api"
 	"github.com/attestd/attestd/keys"
 	"github.com/attestd/attestd/service"
+	"github.com/attestd/attestd/service/identity"
 	"github.com/attestd/attestd/service/policy"
 	"github.com/attestd/attestd/storage/archive"
 	"github.com/attestd/attestd/storage/index"
@@ -95,6 +96,12 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	if err != nil {
 		return err
 	}
+	ids, err := identity.New(cfg.OIDC.Issuers, cfg.OIDC.Rules, identity.Options{RefreshInterval: cfg.OIDC.RefreshInterval,
+		Client: &http.Client{Timeout: 10 * time.Second, Transport: oci.DefaultTransport()}})
+	if err != nil {
+		return fmt.Errorf("oidc: %w", err)
+	}
+	tokens.WithIdentities(ids)
 	tokenPath := filepath.Join(cfg.DataDir, AdminTokenFile)
 	created, err := tokens.Bootstrap(ctx, tokenPath)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/attestd/attestd/service/identity"
 )
 
 // Config is every setting of `attestd serve`. Secrets are never settings:
@@ -82,6 +84,9 @@ type Config struct {
 	SBOMMaxBytes int64 `yaml:"sbom_max_bytes"`
 	// SBOMTimeout caps one cataloging attempt.
 	SBOMTimeout time.Duration `yaml:"sbom_timeout"`
+	// OIDC accepts CI workload identities: pinned issuers, and rules that
+	// grant their verified claims roles on repositories and keys (YAML only).
+	OIDC OIDCConfig `yaml:"oidc"`
 	// VerdictTTL is how long a verdict is reused for the same digest,
 	// policy revision and key-set revision.
 	VerdictTTL time.Duration `yaml:"verdict_ttl"`
@@ -97,6 +102,15 @@ type KeyConfig struct {
 	// Repositories limits the key to matching repositories ("host/path"
 	// globs; "host/team/**" for a whole subtree). Empty: any repository.
 	Repositories []string `yaml:"repositories"`
+}
+
+// OIDCConfig configures CI workload identities.
+type OIDCConfig struct {
+	Issuers []identity.Issuer `yaml:"issuers"`
+	Rules   []identity.Rule   `yaml:"rules"`
+	// RefreshInterval is the least time between two JWKS fetches of one
+	// issuer (default 1m).
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
 }
 
 // EmbeddedRegistry configures the embedded registry.
@@ -191,6 +205,7 @@ var Settings = []Setting{
 	{"sbom-timeout", "ATTESTD_SBOM_TIMEOUT", "sbom_timeout", "cap on one cataloging attempt (default 15m)"},
 	{"max-upload-bytes", "ATTESTD_MAX_UPLOAD_BYTES", "max_upload_bytes", "cap on an artifact upload, as sent and decompressed (413 above it; default 4 GiB)"},
 	{"max-decompression-ratio", "ATTESTD_MAX_DECOMPRESSION_RATIO", "max_decompression_ratio", "cap on how far a gzipped upload may expand (default 50:1)"},
+	{"", "", "oidc.issuers[], oidc.rules[]", "CI workload identities (OIDC ID tokens): pinned issuers and the rules that grant them (YAML only)"},
 	{"", "ATTESTD_KEY_PASSWORD", "", "password of the local key; default: a generated 0600 file in the data dir"},
 }
 
@@ -395,6 +410,9 @@ func (c *Config) Validate() error {
 	if c.SharedDatabase() != "" && c.EmbeddedRegistry.Enabled {
 		errs = append(errs, errors.New("database_url shares attestd's state between replicas, but the embedded registry serves one process: "+
 			"set --embedded-registry=false and name the registry every replica uses with --registries"))
+	}
+	if _, err := identity.New(c.OIDC.Issuers, c.OIDC.Rules, identity.Options{}); err != nil {
+		errs = append(errs, fmt.Errorf("oidc: %w", err))
 	}
 	if !c.EmbeddedRegistry.Enabled && len(c.Registries) == 0 {
 		errs = append(errs, errors.New("no registry: enable the embedded registry or configure one"))
