@@ -45,10 +45,11 @@ test: tools ## Run every test, with the real registry, local-kms, cosign CLIs an
 test-short: ## Run the fast unit tests only
 	$(GO) test -short $(PKGS)
 
-lint: $(BIN)/golangci-lint ## Run gofmt, go vet and golangci-lint
+lint: $(BIN)/golangci-lint ## Run gofmt, go vet, golangci-lint, and refuse tracked binaries and big files
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
 	$(BIN)/golangci-lint run $(PKGS)
+	scripts/check-tracked
 
 # Fuzz targets as package:Target; add each new one here.
 FUZZ_TARGETS := ./attest:FuzzParseBundle ./attest:FuzzParsePayloads ./attest:FuzzValidatePredicate ./storage/oci:FuzzParse ./api:FuzzDecodeSign ./internal/app:FuzzConfigFile ./storage/archive:FuzzLoadImage ./service/policy:FuzzParse ./service/workload:FuzzAdmission ./service/policy:FuzzEval ./service/identity:FuzzClaims

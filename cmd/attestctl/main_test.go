@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/attestd/attestd/api/wire"
 	"github.com/attestd/attestd/internal/app"
 	"github.com/attestd/attestd/internal/testenv"
@@ -368,10 +370,16 @@ func TestAttestctlCIIdentity(t *testing.T) {
 // TestCIExamplesUseRealFlags: every attestctl line of the example
 // pipelines under deploy/ci names a command and flags attestctl has.
 func TestCIExamplesUseRealFlags(t *testing.T) {
-	for _, f := range []string{"github-actions.yml", "gitlab-ci.yml"} {
+	for _, f := range []string{"github-actions.yml", "gitlab-ci.yml", "token-secret.sh"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "ci", f))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if strings.HasSuffix(f, ".yml") {
+			var doc map[string]any
+			if err := yaml.Unmarshal(b, &doc); err != nil || len(doc) == 0 {
+				t.Errorf("%s does not parse as YAML: %v", f, err)
+			}
 		}
 		n := 0
 		for _, line := range strings.Split(string(b), "\n") {
