@@ -66,10 +66,10 @@ bench: tools $(BIN)/syft ## Run the benchmarks; each prints ratios against a bas
 	scripts/with-services $(GO) test -run '^$$' -bench . -benchtime 20x -count=1 $(PKGS)
 
 drill: tools ## Crash drill (SIGKILL under load, DRILL_KILLS times) and fault drills (registry, KMS, database, disk down for 5 s)
-	set -o pipefail; ATTESTD_DRILL_KILLS=$(DRILL_KILLS) scripts/with-services $(GO) test -tags drill -count=1 -v -timeout 30m -run 'Drill' ./cmd/attestd ./internal/e2e 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)' | grep -E '^(---|ok|FAIL|PASS)|_test.go' 
+	set -o pipefail; ATTESTD_DRILL_KILLS=$(DRILL_KILLS) scripts/with-services $(GO) test -tags drill -count=1 -v -timeout 30m -run 'Drill' ./cmd/attestd ./internal/e2e 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)' | grep -E '^(---|ok|FAIL|PASS)|_test.go'
 
 load: tools ## 100,000 verifies and 10,000 signs on one process, then on two replicas; p50/p99, peak RSS, counts
-	scripts/with-services $(GO) test -tags load -count=1 -v -timeout 60m -run 'TestLoad' ./cmd/attestd 2>&1 | grep -E '^(---|ok|FAIL|PASS)|load_test'
+	set -o pipefail; scripts/with-services $(GO) test -tags load -count=1 -v -timeout 90m -run 'TestLoad' ./cmd/attestd 2>&1 | grep -E '^(---|ok|FAIL|PASS)|load_test'
 
 fuzz-long: ## Run each fuzz target for FUZZLONG seconds (default 600), stopped by a timer (see FUZZTIME)
 	@for t in $(FUZZ_TARGETS); do \
