@@ -194,7 +194,13 @@ func (l *KeyLifecycle) commit(ctx context.Context, changed map[string]keys.Statu
 	if err != nil {
 		return err
 	}
-	return l.set.Apply(changed, def, rev)
+	if err := l.set.Apply(changed, def, rev); err != nil {
+		return err
+	}
+	// The change is stored and in force; it is acknowledged once its
+	// event is in the audit log too.
+	_, err = l.rec.Sequence(ctx, evs...)
+	return err
 }
 
 // KeyInfo describes a key of the set.

@@ -104,6 +104,9 @@ func (s *Policies) Put(ctx context.Context, p Principal, doc []byte) (*policy.Po
 		return nil, fmt.Errorf("%w: store the policy: %w", ErrUnavailable, err)
 	}
 	s.set.Put(pol)
+	if _, err := s.rec.Sequence(ctx, ev); err != nil {
+		return nil, err
+	}
 	return pol, nil
 }
 
@@ -116,10 +119,17 @@ func (s *Policies) Delete(ctx context.Context, p Principal, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeletePolicy(ctx, name, ev); err != nil && !errors.Is(err, index.ErrNotFound) {
+	err = s.store.DeletePolicy(ctx, name, ev)
+	if err != nil && !errors.Is(err, index.ErrNotFound) {
 		return fmt.Errorf("%w: delete the policy: %w", ErrUnavailable, err)
 	}
-	if !s.set.Delete(name) {
+	deleted := s.set.Delete(name)
+	if err == nil {
+		if _, err := s.rec.Sequence(ctx, ev); err != nil {
+			return err
+		}
+	}
+	if !deleted {
 		return fmt.Errorf("%w: no policy %q", ErrNotFound, name)
 	}
 	return nil
