@@ -176,10 +176,12 @@ type pending struct {
 	logIdx []uint64
 }
 
-// marked are events sequenced in the log, to note in the index.
+// marked are events sequenced in the log, to note in the index before
+// their records are answered.
 type marked struct {
-	ids []string
-	idx []int64
+	ids     []string
+	idx     []int64
+	pending []*pending
 }
 
 // RecorderOption configures a Recorder.
@@ -593,7 +595,7 @@ func (r *Recorder) appendLog(batch []*pending) {
 		}
 		return
 	}
-	var m marked
+	m := marked{pending: ok}
 	i := 0
 	for _, p := range ok {
 		p.logIdx = idx[i : i+len(p.evs)]
@@ -602,14 +604,15 @@ func (r *Recorder) appendLog(batch []*pending) {
 			m.idx = append(m.idx, int64(idx[i]))
 			i++
 		}
-		p.err <- nil
 	}
 	r.marks <- m
 }
 
-// markLoop notes in the index where events are in the log, batched, off the
-// answer's path. A failure is logged: the outbox finds the events in the log
-// by their ids and notes them later.
+// markLoop notes in the index where events are in the log, batched, then
+// answers their records: an answer's log index is in GET /v1/events. A
+// failure to note is logged, not answered with an error (the events are
+// durable in the index and the log); the outbox finds them in the log by
+// their ids and notes them later.
 func (r *Recorder) markLoop() {
 	defer r.markWG.Done()
 	for {
@@ -630,7 +633,7 @@ func (r *Recorder) markLoop() {
 		for len(first.ids) < maxLogBatch {
 			select {
 			case m := <-r.marks:
-				first.ids, first.idx = append(first.ids, m.ids...), append(first.idx, m.idx...)
+				first.ids, first.idx, first.pending = append(first.ids, m.ids...), append(first.idx, m.idx...), append(first.pending, m.pending...)
 			default:
 				break drain
 			}
@@ -646,6 +649,9 @@ func (r *Recorder) mark(m marked) {
 		r.log.Error("log indexes not noted in the index; the outbox will find them in the log", "events", len(m.ids), "err", err.Error())
 	}
 	r.untrackIDs(m.ids)
+	for _, p := range m.pending {
+		p.err <- nil
+	}
 }
 
 // Reused counts one more allow served from the verdict cache against the

@@ -220,6 +220,8 @@ func CheckConsistency(earlier, later Checkpoint, consistency [][]byte) error {
 			return fmt.Errorf("%w: size %d, roots %x and %x", ErrFork, later.Size, earlier.Root, later.Root)
 		}
 		return nil
+	case earlier.Size == 0:
+		return nil // every tree extends the empty one
 	}
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, earlier.Size, later.Size, consistency, earlier.Root, later.Root); err != nil {
 		return fmt.Errorf("%w: from size %d to %d: %w", ErrInconsistent, earlier.Size, later.Size, err)

@@ -90,7 +90,7 @@ func auditCmd(g *globals) *cobra.Command {
 	f.StringVar(&q.Cursor, "cursor", "", "continue a listing from its cursor")
 	f.IntVar(&q.Limit, "limit", 100, "events per page (at most 1000)")
 	f.BoolVar(&all, "all", false, "follow the cursor to the end")
-	a.AddCommand(events)
+	a.AddCommand(events, logKeyCmd(g), verifyLogCmd(g))
 	return a
 }
 
