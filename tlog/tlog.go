@@ -224,7 +224,7 @@ func CheckConsistency(earlier, later Checkpoint, consistency [][]byte) error {
 		return nil // every tree extends the empty one
 	}
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, earlier.Size, later.Size, consistency, earlier.Root, later.Root); err != nil {
-		return fmt.Errorf("%w: from size %d to %d: %w", ErrInconsistent, earlier.Size, later.Size, err)
+		return fmt.Errorf("%w: from size %d to %d: %s", ErrInconsistent, earlier.Size, later.Size, oneLine(err))
 	}
 	return nil
 }
@@ -236,7 +236,16 @@ func CheckInclusion(cp Checkpoint, index uint64, entry []byte, inclusion [][]byt
 		return fmt.Errorf("%w: index %d is not below the checkpoint's size %d", ErrNotIncluded, index, cp.Size)
 	}
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, index, cp.Size, LeafHash(entry), inclusion, cp.Root); err != nil {
-		return fmt.Errorf("entry %d: %w (size %d): %w", index, ErrNotIncluded, cp.Size, err)
+		return fmt.Errorf("entry %d: %w (size %d): %s", index, ErrNotIncluded, cp.Size, oneLine(err))
 	}
 	return nil
+}
+
+// oneLine says what a merkle proof check found, on one line.
+func oneLine(err error) string {
+	var m proof.RootMismatchError
+	if errors.As(err, &m) {
+		return fmt.Sprintf("the proof leads to root %x, the checkpoint's is %x", m.CalculatedRoot, m.ExpectedRoot)
+	}
+	return strings.ReplaceAll(err.Error(), "\n", " ")
 }
