@@ -85,7 +85,11 @@ func New(ctx context.Context, cfg Config, keyPassword string, ln net.Listener, l
 	}
 	a.rec = service.NewRecorder(db, log, opts...)
 	if a.alog != nil {
-		a.outbox = service.NewLogOutbox(db, a.alog, a.rec, outboxGrace, time.Second, log)
+		grace := cfg.LogOutboxGrace
+		if grace <= 0 {
+			grace = 15 * time.Second
+		}
+		a.outbox = service.NewLogOutbox(db, a.alog, a.rec, grace, time.Second, log)
 	}
 	if err := a.wire(ctx, keyPassword); err != nil {
 		_ = a.rec.Close(ctx)
@@ -97,10 +101,6 @@ func New(ctx context.Context, cfg Config, keyPassword string, ln net.Listener, l
 	}
 	return a, nil
 }
-
-// outboxGrace is how old an event without a log index must be before the
-// outbox appends it: older than any record still under way on a replica.
-var outboxGrace = 15 * time.Second
 
 // openLog opens the audit log the configuration names, with its key:
 // MySQL/MariaDB at log_database_url (replicas), or the POSIX log in

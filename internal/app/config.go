@@ -109,6 +109,10 @@ type Config struct {
 	// costs; it has no flag, variable or YAML key and MUST NOT be set in a
 	// deployment.
 	UnsafeNoAuditLog bool `yaml:"-"`
+	// LogOutboxGrace is how old an event without a log index must be
+	// before the outbox appends it (default 15 s: older than any record
+	// still under way on a replica). Tests shorten it; no flag.
+	LogOutboxGrace time.Duration `yaml:"-"`
 }
 
 // KeyConfig is one signing key.
@@ -174,6 +178,7 @@ func Defaults() Config {
 		SBOMWorkers:           2,
 		SBOMMaxBytes:          8 << 30,
 		SBOMTimeout:           15 * time.Minute,
+		LogOutboxGrace:        15 * time.Second,
 	}
 }
 

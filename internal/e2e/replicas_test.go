@@ -48,7 +48,9 @@ func TestReplicasShareState(t *testing.T) {
 	url := freshDatabase(t)
 	kms := testenv.StartLocalKMS(t)
 	aURI, bURI := kms.CreateKey(t, "replica-a"), kms.CreateKey(t, "replica-b")
+	log := sharedLog(t)
 	cfg := func(c *app.Config) {
+		log(c)
 		c.DatabaseURL, c.EmbeddedRegistry.Enabled = url, false
 		c.Registries = []app.Registry{{Host: host}}
 		c.Keys = []app.KeyConfig{{Name: "a", URI: aURI}, {Name: "b", URI: bURI}}
