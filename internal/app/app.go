@@ -77,6 +77,8 @@ func New(ctx context.Context, cfg Config, keyPassword string, ln net.Listener, l
 	a := &App{ln: ln, db: db, log: log, cfg: cfg, shutdown: cfg.ShutdownTimeout}
 	var opts []service.RecorderOption
 	if !cfg.UnsafeNoAuditLog {
+		// tessera logs through klog, process-wide: into attestd's log.
+		auditlog.RouteLogs(log)
 		if err := a.openLog(ctx); err != nil {
 			_ = db.Close()
 			return nil, err

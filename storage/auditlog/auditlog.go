@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -37,6 +38,7 @@ import (
 	tmysql "github.com/transparency-dev/tessera/storage/mysql"
 	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
+	"k8s.io/klog/v2"
 )
 
 // Errors.
@@ -198,6 +200,9 @@ func open(d tessera.Driver, db *sql.DB, backend string, o Options) (*Log, error)
 	}
 	return &Log{add: a.Add, reader: r, shutdown: shutdown, cancel: cancel, db: db, origin: o.Signer.Name(), backend: backend}, nil
 }
+
+// RouteLogs sends what tessera logs (through klog, process-wide) to l.
+func RouteLogs(l *slog.Logger) { klog.SetSlogLogger(l) }
 
 // Origin is the log's origin, the first line of its checkpoints.
 func (l *Log) Origin() string { return l.origin }

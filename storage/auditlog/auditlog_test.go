@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +51,7 @@ func mariaDB(t *testing.T) string {
 
 func key(t *testing.T, dir string) auditlog.Key {
 	t.Helper()
+	auditlog.RouteLogs(slog.New(slog.DiscardHandler))
 	k, err := auditlog.EnsureKey(filepath.Join(dir, auditlog.KeyFile), "attestd/test")
 	if err != nil {
 		t.Fatal(err)
