@@ -79,10 +79,12 @@ func New(ctx context.Context, cfg Config, keyPassword string, ln net.Listener, l
 	if !cfg.UnsafeNoAuditLog {
 		// tessera logs through klog, process-wide: into attestd's log.
 		auditlog.RouteLogs(log)
-		if err := a.openLog(ctx); err != nil {
+		l, key, err := openLog(ctx, cfg)
+		if err != nil {
 			_ = db.Close()
 			return nil, err
 		}
+		a.alog, a.logKey = l, key
 		opts = append(opts, service.WithAuditLog(a.alog))
 	}
 	a.rec = service.NewRecorder(db, log, opts...)
@@ -107,8 +109,7 @@ func New(ctx context.Context, cfg Config, keyPassword string, ln net.Listener, l
 // openLog opens the audit log the configuration names, with its key:
 // MySQL/MariaDB at log_database_url (replicas), or the POSIX log in
 // log_dir (default: log in the data dir).
-func (a *App) openLog(ctx context.Context) error {
-	cfg := a.cfg
+func openLog(ctx context.Context, cfg Config) (*auditlog.Log, auditlog.Key, error) {
 	keyPath := cfg.LogKeyFile
 	if keyPath == "" {
 		keyPath = filepath.Join(cfg.DataDir, auditlog.KeyFile)
@@ -119,7 +120,7 @@ func (a *App) openLog(ctx context.Context) error {
 	}
 	key, err := auditlog.EnsureKey(keyPath, origin)
 	if err != nil {
-		return err
+		return nil, auditlog.Key{}, err
 	}
 	opts := auditlog.Options{Signer: key.Signer}
 	var l *auditlog.Log
@@ -133,10 +134,9 @@ func (a *App) openLog(ctx context.Context) error {
 		l, err = auditlog.OpenPOSIX(ctx, dir, opts)
 	}
 	if err != nil {
-		return err
+		return nil, auditlog.Key{}, err
 	}
-	a.alog, a.logKey = l, key
-	return nil
+	return l, key, nil
 }
 
 // defaultOriginHost names a new log: the embedded registry's configured
