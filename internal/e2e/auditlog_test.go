@@ -221,6 +221,19 @@ func TestAuditLogDown(t *testing.T) {
 	if err != nil || len(page.Events) != 1 || page.Events[0].LogIndex != nil {
 		t.Fatalf("the event of the unacknowledged write: %+v, %v; want it in the index without a log index", page.Events, err)
 	}
+	// Changes written in the same transaction as their event are not
+	// acknowledged either: no token secret is handed out, no policy put.
+	var ce *client.Error
+	if tok, err := s.Admin.CreateToken(ctx, "while-down", []string{"verifier"}, nil); !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || tok.Secret != "" {
+		t.Errorf("a token created with the log down: %+v, %v; want 503 and no secret", tok, err)
+	}
+	if _, err := s.Admin.PutPolicy(ctx, []byte("name: down\nmatch: {images: [\"x/**\"]}\nsignatures: {keys: [default]}\n")); !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable {
+		t.Errorf("a policy put with the log down: %v; want 503", err)
+	}
+	// verify-log says the event is not in the log yet.
+	if out, err := verifyLog(t, s, auditor, "--digest", d.DigestStr(), "--wait", "1s"); err == nil || !strings.Contains(out, "not in the audit log") {
+		t.Errorf("verify-log of an event the log does not have: %v\n%s", err, out)
+	}
 
 	// The log is back: the outbox appends the event.
 	if err := os.Remove(tiles); err != nil {
