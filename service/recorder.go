@@ -646,7 +646,7 @@ func (r *Recorder) mark(m marked) {
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
 	if err := r.store.SetLogIndexes(ctx, m.ids, m.idx); err != nil {
-		r.log.Error("log indexes not noted in the index; the outbox will find them in the log", "events", len(m.ids), "err", err.Error())
+		r.log.ErrorContext(ctx, "log indexes not noted in the index; the outbox will find them in the log", "events", len(m.ids), "err", err.Error())
 	}
 	r.untrackIDs(m.ids)
 	for _, p := range m.pending {
