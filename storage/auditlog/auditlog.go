@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -202,7 +203,11 @@ func open(d tessera.Driver, db *sql.DB, backend string, o Options) (*Log, error)
 }
 
 // RouteLogs sends what tessera logs (through klog, process-wide) to l.
-func RouteLogs(l *slog.Logger) { klog.SetSlogLogger(l) }
+// klog's logger can be set only before anything logs: the first call
+// wins, and later ones do nothing.
+func RouteLogs(l *slog.Logger) { routeOnce.Do(func() { klog.SetSlogLogger(l) }) }
+
+var routeOnce sync.Once
 
 // Origin is the log's origin, the first line of its checkpoints.
 func (l *Log) Origin() string { return l.origin }
