@@ -88,26 +88,32 @@ func (s *Policies) Reload(ctx context.Context) error {
 
 // Put validates doc and adds or replaces its policy. A bad policy is
 // refused with the reason and changes nothing.
-func (s *Policies) Put(ctx context.Context, p Principal, doc []byte) (*policy.Policy, error) {
+//
+// The answer's log index is that of the change's event in the audit log.
+func (s *Policies) Put(ctx context.Context, p Principal, doc []byte) (*policy.Policy, *uint64, error) {
 	if err := Authorize(p, ActionManagePolicies); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pol, err := policy.Parse(doc)
 	if err != nil {
-		return nil, policyErr(err)
+		return nil, nil, policyErr(err)
 	}
 	ev, err := s.rec.Prepare(ctx, Event{Kind: EventPolicyPut, Actor: p, Detail: map[string]any{"policy": pol.Name, "revision": pol.Revision(), "mode": string(pol.Mode)}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.store.PutPolicy(ctx, pol.Name, doc, ev); err != nil {
-		return nil, fmt.Errorf("%w: store the policy: %w", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: store the policy: %w", ErrUnavailable, err)
 	}
 	s.set.Put(pol)
-	if _, err := s.rec.Sequence(ctx, ev); err != nil {
-		return nil, err
+	idx, err := s.rec.Sequence(ctx, ev)
+	if err != nil {
+		return nil, nil, err
 	}
-	return pol, nil
+	if len(idx) == 0 {
+		return pol, nil, nil
+	}
+	return pol, &idx[0], nil
 }
 
 // Delete removes a policy.

@@ -77,6 +77,9 @@ type KeysResponse struct {
 	// Revision changes whenever a key's state or the default changes.
 	Revision int64 `json:"revision"`
 	Keys     []Key `json:"keys"`
+	// LogIndex is the audit log index of a rotation's or revocation's
+	// event, in its answer.
+	LogIndex *uint64 `json:"log_index,omitempty"`
 }
 
 // RevokeKeyRequest is the body of POST /v1/keys/{name}/revoke.
@@ -297,6 +300,8 @@ type PolicyInfo struct {
 	Revision string `json:"revision"`
 	Mode     string `json:"mode"`
 	Document string `json:"document"`
+	// LogIndex is the audit log index of the put's event, in its answer.
+	LogIndex *uint64 `json:"log_index,omitempty"`
 }
 
 // PoliciesResponse is the body of GET /v1/policies.
