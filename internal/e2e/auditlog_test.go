@@ -55,6 +55,13 @@ func sharedLog(t *testing.T) func(*app.Config) {
 	return func(c *app.Config) { c.LogDatabaseURL, c.LogKeyFile = url, keyFile }
 }
 
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func get(t *testing.T, url, token string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
@@ -171,6 +178,35 @@ func TestAuditLogServed(t *testing.T) {
 	var ce *client.Error
 	if _, err := u.InclusionProof(ctx, 0, cp2.Size+100); !errors.As(err, &ce) || ce.Status != http.StatusBadRequest {
 		t.Errorf("a proof for a size past the log: %v", err)
+	}
+
+	// Every answer that recorded an event carries its own log index.
+	idx := map[string]*uint64{"sign": res.LogIndex}
+	reg, err := s.Client(t, signer).Register(ctx, d.String())
+	idx["register"] = reg.LogIndex
+	must(t, err)
+	att, err := s.Client(t, signer).Attest(ctx, wire.AttestRequest{Subject: wire.Subject{Image: d.String()}, PredicateType: "https://example.com/test/v1", Predicate: json.RawMessage(`{"a":1}`)})
+	must(t, err)
+	idx["attest"] = att.LogIndex
+	pol, err := s.Admin.PutPolicy(ctx, []byte("name: logged\nmatch: {images: [\""+s.RegistryHost+"/log/**\"]}\nsignatures: {keys: [default]}\n"))
+	must(t, err)
+	idx["policy put"] = pol.LogIndex
+	dec, err := s.Client(t, verifier).Verify(ctx, wire.VerifyRequest{Image: d.String(), Policy: "logged"})
+	must(t, err)
+	idx["verify"] = dec.LogIndex
+	tok, err := s.Admin.CreateToken(ctx, "logged", []string{"verifier"}, nil)
+	must(t, err)
+	idx["token"] = tok.LogIndex
+	distinct := map[uint64]string{}
+	for what, i := range idx {
+		if i == nil {
+			t.Errorf("the %s answer has no log index", what)
+			continue
+		}
+		if other, dup := distinct[*i]; dup {
+			t.Errorf("the %s and %s answers share log index %d", what, other, *i)
+		}
+		distinct[*i] = what
 	}
 
 	// log_public opens the log and its proofs to anonymous readers.
