@@ -91,7 +91,7 @@ func newLogFixture(t *testing.T, dataDir string) *logFixture {
 
 func (f *logFixture) verify(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	return run(t, f.auditor, append([]string{f.srv, "audit", "verify-log", "--log-key", f.keyFile, "--since", f.cpFile, "--wait", "3s"}, args...)...)
+	return run(t, f.auditor, append([]string{f.srv, "audit", "verify-log", "--log-key", f.keyFile, "--since", f.cpFile, "--wait", "15s"}, args...)...)
 }
 
 func (f *logFixture) verifier(t *testing.T) note.Verifier {
@@ -236,7 +236,7 @@ func TestVerifyLogTruncatedAndRegrown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for f.diskCheckpoint(t).Size <= saved.Size {
 		if time.Now().After(deadline) {
 			t.Fatalf("the regrown log's checkpoint did not pass size %d", saved.Size)

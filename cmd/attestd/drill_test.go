@@ -307,7 +307,7 @@ func loggedEvents(t *testing.T, dir string, db *index.DB) map[string]bool {
 		}
 	}
 	var cp tlog.Checkpoint
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		cp = must(tlog.OpenCheckpoint(must(f.ReadCheckpoint(ctx)), v))
 		if cp.Size >= need {
 			break

@@ -86,7 +86,7 @@ func checkpointOf(t *testing.T, s *testenv.Server, token string, size uint64) tl
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		code, raw := get(t, s.URL+"/log/checkpoint", token)
 		if code == http.StatusOK {
@@ -99,7 +99,7 @@ func checkpointOf(t *testing.T, s *testenv.Server, token string, size uint64) tl
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint of size %d within 5 s (last answer %d)", size, code)
+			t.Fatalf("no checkpoint of size %d within 15 s (last answer %d)", size, code)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

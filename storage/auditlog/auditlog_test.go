@@ -206,7 +206,7 @@ func waitCheckpoint(t *testing.T, l *auditlog.Log, v interface {
 	Verify(msg, sig []byte) bool
 }, size uint64) tlog.Checkpoint {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		raw, err := l.Checkpoint(context.Background())
 		if err == nil {
@@ -219,7 +219,7 @@ func waitCheckpoint(t *testing.T, l *auditlog.Log, v interface {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint of size %d within 5 s (last: %v)", size, err)
+			t.Fatalf("no checkpoint of size %d within 15 s (last: %v)", size, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
