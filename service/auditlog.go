@@ -279,7 +279,7 @@ func (o *LogOutbox) Once(ctx context.Context) (int, error) {
 		}
 		ids, idx = ids[:0], idx[:0]
 		for i, e := range rest {
-			ids, idx = append(ids, e.ID), append(idx, int64(got[i]))
+			ids, idx = append(ids, e.ID), append(idx, int64(got[i])) //nolint:gosec // a log index is far below 2^63
 		}
 		if err := o.store.SetLogIndexes(ctx, ids, idx); err != nil {
 			return 0, err

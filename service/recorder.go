@@ -601,7 +601,7 @@ func (r *Recorder) appendLog(batch []*pending) {
 		p.logIdx = idx[i : i+len(p.evs)]
 		for _, e := range p.evs {
 			m.ids = append(m.ids, e.ID)
-			m.idx = append(m.idx, int64(idx[i]))
+			m.idx = append(m.idx, int64(idx[i])) //nolint:gosec // a log index is far below 2^63
 			i++
 		}
 	}

@@ -149,7 +149,7 @@ func TestVerifyLogEntryEdited(t *testing.T) {
 	idx := f.logIndex(t, f.digests[1])
 	p := bundlePath(f, f.size)
 	b := mustRead(t, p)
-	edited := bytes.Replace(b, []byte(`"kind":"signature.created"`), []byte(`"kind":"signature.revoked"`), -1)
+	edited := bytes.ReplaceAll(b, []byte(`"kind":"signature.created"`), []byte(`"kind":"signature.revoked"`))
 	if bytes.Equal(b, edited) {
 		t.Fatal("no signature entry to edit in the bundle")
 	}
