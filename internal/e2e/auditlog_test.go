@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -315,4 +317,37 @@ func verifyLog(t *testing.T, s *testenv.Server, token string, args ...string) (s
 	cmd.Env = append(os.Environ(), "ATTESTD_TOKEN="+token)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// TestAuditLogOrigin: log_origin names the log in its key and checkpoints;
+// a data dir whose log key has another origin refuses to start under a
+// new name (a log keeps its origin), and starts with the origin unset.
+func TestAuditLogOrigin(t *testing.T) {
+	dir := t.TempDir()
+	s := testenv.Start(t, func(c *app.Config) { c.DataDir, c.LogOrigin = dir, "attestd/registry.example.com" })
+	if _, key := get(t, s.URL+"/v1/log/key", ""); !strings.HasPrefix(string(key), "attestd/registry.example.com+") {
+		t.Fatalf("log key %q does not name the configured origin", key)
+	}
+	cp := checkpointOf(t, s, s.AdminToken, 0)
+	if cp.Origin != "attestd/registry.example.com" {
+		t.Errorf("checkpoint origin %q", cp.Origin)
+	}
+	s.Stop()
+	cfg := app.Defaults()
+	cfg.DataDir, cfg.Listen, cfg.LogOrigin = dir, "127.0.0.1:0", "attestd/renamed.example.com"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if a, err := app.New(context.Background(), cfg, "", ln, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "keeps its origin") {
+		if a != nil {
+			t.Error("attestd started under a new origin for an existing log")
+		}
+		t.Errorf("renaming the log: %v", err)
+	}
+	again := testenv.Start(t, func(c *app.Config) { c.DataDir = dir })
+	if _, key := get(t, again.URL+"/v1/log/key", ""); !strings.HasPrefix(string(key), "attestd/registry.example.com+") {
+		t.Errorf("restarted without log_origin, the log key is %q", key)
+	}
 }
