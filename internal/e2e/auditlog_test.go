@@ -224,20 +224,68 @@ func TestAuditLogServed(t *testing.T) {
 // index without a log index, and the outbox appends it once the log is
 // back, where verify-log proves it.
 func TestAuditLogDown(t *testing.T) {
+	var tiles string
+	logDown(t, nil, func(s *testenv.Server) {
+		// A real fault: the log's tile directory replaced by a file, so
+		// that tessera cannot write the next entry bundle.
+		tiles = filepath.Join(s.DataDir, "log", "tile")
+		if err := os.Rename(tiles, tiles+".aside"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(tiles, []byte("not a directory"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}, func(*testenv.Server) {
+		if err := os.Remove(tiles); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tiles+".aside", tiles); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestAuditLogDownMariaDB: the same on the shared backend, the fault a
+// table of tessera's moved away in the real MariaDB.
+func TestAuditLogDownMariaDB(t *testing.T) {
+	shared := sharedLog(t)
+	var db *sql.DB
+	logDown(t, shared, func(*testenv.Server) {
+		cfg := app.Defaults()
+		shared(&cfg)
+		dsn, err := auditlog.MySQLDSN(cfg.LogDatabaseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if db, err = sql.Open("mysql", dsn); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		if _, err := db.Exec("RENAME TABLE TiledLeaves TO TiledLeavesAside"); err != nil {
+			t.Fatal(err)
+		}
+	}, func(*testenv.Server) {
+		if _, err := db.Exec("RENAME TABLE TiledLeavesAside TO TiledLeaves"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// logDown breaks the log with brk, checks that writes are refused and
+// nothing acknowledged, repairs it, and checks that the outbox appends
+// what was refused.
+func logDown(t *testing.T, mod func(*app.Config), brk, repair func(*testenv.Server)) {
+	t.Helper()
 	ctx := context.Background()
-	s := testenv.Start(t, func(c *app.Config) { c.LogOutboxGrace = 200 * time.Millisecond })
+	s := testenv.Start(t, func(c *app.Config) {
+		if mod != nil {
+			mod(c)
+		}
+		c.LogOutboxGrace = 200 * time.Millisecond
+	})
 	signer, auditor := s.Token(t, "signer"), s.Token(t, "auditor")
 	_, d, _ := testenv.PushRandom(t, s.RegistryHost, "down/app", &authn.Basic{Username: "ci", Password: signer})
-
-	// A real fault: the log's tile directory replaced by a file, so that
-	// tessera cannot write the next entry bundle.
-	tiles := filepath.Join(s.DataDir, "log", "tile")
-	if err := os.Rename(tiles, tiles+".aside"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(tiles, []byte("not a directory"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	brk(s)
 	body, _ := json.Marshal(wire.SignRequest{Image: d.String()})
 	req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/signatures", strings.NewReader(string(body)))
 	req.Header.Set("Authorization", "Bearer "+signer)
@@ -274,12 +322,7 @@ func TestAuditLogDown(t *testing.T) {
 	}
 
 	// The log is back: the outbox appends the event.
-	if err := os.Remove(tiles); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tiles+".aside", tiles); err != nil {
-		t.Fatal(err)
-	}
+	repair(s)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		page, err = au.Events(ctx, client.EventQuery{Digest: d.DigestStr()})
