@@ -15,7 +15,11 @@ func subjectRef(s wire.Subject) service.SubjectRef {
 }
 
 func wireAttest(r service.AttestResult) wire.AttestResponse {
-	out := wire.AttestResponse{Digest: r.Digest, Subjects: r.Subjects, PredicateType: r.PredicateType, KeyID: r.KeyID, KeyName: r.KeyName, SignedAt: r.SignedAt}
+	out := wire.AttestResponse{Digest: r.Digest, Subjects: r.Subjects, PredicateType: r.PredicateType, KeyID: r.KeyID, KeyName: r.KeyName, SignedAt: r.SignedAt,
+		LogIndexes: r.LogIndex}
+	if len(r.LogIndex) > 0 {
+		out.LogIndex = &r.LogIndex[0]
+	}
 	for _, l := range r.Locations {
 		out.Locations = append(out.Locations, wire.Location{Kind: l.Kind, Ref: l.Ref, Tag: l.Tag, Existed: l.Existed, Content: l.Content})
 	}
@@ -100,7 +104,7 @@ func artifacts(a *service.Artifacts, jsonLimit echo.MiddlewareFunc, maxUpload in
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusCreated, wire.ArtifactResponse{Image: res.Image, Digest: res.Digest, MediaType: res.MediaType, Size: res.Size})
+		return c.JSON(http.StatusCreated, wire.ArtifactResponse{Image: res.Image, Digest: res.Digest, MediaType: res.MediaType, Size: res.Size, LogIndex: res.LogIndex})
 	}
 }
 
@@ -114,6 +118,6 @@ func registerArtifact(a *service.Artifacts) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, wire.ArtifactResponse{Image: r.Image, Digest: r.Digest, MediaType: r.MediaType, Size: r.Size})
+		return c.JSON(http.StatusOK, wire.ArtifactResponse{Image: r.Image, Digest: r.Digest, MediaType: r.MediaType, Size: r.Size, LogIndex: r.LogIndex})
 	}
 }

@@ -48,6 +48,10 @@ func listEvents(a *service.Audit) echo.HandlerFunc {
 			w := wire.Event{Seq: e.Seq, ID: e.ID, Kind: e.Kind, At: e.At, Repository: e.Repository, Digest: e.Digest, Tags: e.Tags,
 				Actor: wire.Actor{Kind: e.ActorKind, ID: e.ActorID, Name: e.ActorName}, PredicateType: e.PredicateType, RequestID: e.RequestID,
 				Locations: e.Locations, Detail: e.Detail}
+			if e.LogIndex != nil && *e.LogIndex >= 0 {
+				i := uint64(*e.LogIndex)
+				w.LogIndex = &i
+			}
 			if e.KeyID != "" {
 				w.Key = &wire.EventKey{ID: e.KeyID, Name: e.KeyName, Version: e.KeyVersion}
 			}

@@ -10,7 +10,7 @@ import (
 )
 
 func wireKeys(ks service.KeySet) wire.KeysResponse {
-	out := wire.KeysResponse{Revision: ks.Revision, Keys: []wire.Key{}}
+	out := wire.KeysResponse{Revision: ks.Revision, Keys: []wire.Key{}, LogIndex: ks.LogIndex}
 	for _, x := range ks.Keys {
 		out.Keys = append(out.Keys, wire.Key{ID: x.ID, Name: x.Name, Ref: x.Ref, Version: x.Version, State: x.State, Default: x.Default, CanSign: x.CanSign,
 			Repositories: x.Repositories, NotBefore: x.NotBefore, NotAfter: x.NotAfter, RevokedAt: x.RevokedAt, Reason: x.Reason, PublicKey: x.PublicKey})

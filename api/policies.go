@@ -35,11 +35,13 @@ func putPolicy(s *service.Policies) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		p, err := s.Put(c.Request().Context(), principal(c), body)
+		p, logIndex, err := s.Put(c.Request().Context(), principal(c), body)
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, wirePolicy(p))
+		out := wirePolicy(p)
+		out.LogIndex = logIndex
+		return c.JSON(http.StatusOK, out)
 	}
 }
 

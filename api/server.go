@@ -42,6 +42,8 @@ type Config struct {
 	SBOMs     *service.SBOMs
 	Artifacts *service.Artifacts
 	Audit     *service.Audit
+	// AuditLog serves the audit log (/log/, proofs, key); nil for none.
+	AuditLog *service.AuditLog
 	// Registry is the embedded registry handler, served under /v2/; nil for none.
 	Registry http.Handler
 	// RegistryHost is the embedded registry's name in image references:
@@ -112,6 +114,19 @@ func New(cfg Config) *echo.Echo {
 	v1.POST("/policies", putPolicy(cfg.Policies), limit, auth)
 	v1.DELETE("/policies/:name", deletePolicy(cfg.Policies), auth)
 	v1.GET("/events", listEvents(cfg.Audit), auth)
+	if cfg.AuditLog != nil {
+		// The log's key is public, like the signing keys. The log itself
+		// and its proofs name repositories and tokens: an auditor reads
+		// them, or anyone where the log is public.
+		readLog := []echo.MiddlewareFunc{auth}
+		if cfg.AuditLog.Public() {
+			readLog = nil
+		}
+		v1.GET("/log/key", logKey(cfg.AuditLog))
+		v1.GET("/log/proof/inclusion", inclusionProof(cfg.AuditLog), readLog...)
+		v1.GET("/log/proof/consistency", consistencyProof(cfg.AuditLog), readLog...)
+		e.GET("/log/*", logResource(cfg.AuditLog), append([]echo.MiddlewareFunc{deadline(cfg.RequestTimeout, cfg.UploadTimeout)}, readLog...)...)
+	}
 	v1.POST("/tokens", createToken(cfg.Tokens), limit, auth, require(service.ActionManageTokens))
 	v1.GET("/tokens", listTokens(cfg.Tokens), auth, require(service.ActionManageTokens))
 	v1.DELETE("/tokens/:id", revokeToken(cfg.Tokens), auth, require(service.ActionManageTokens))

@@ -19,7 +19,7 @@ func sign(s *service.Signing) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := wire.SignResponse{Image: res.Image, Digest: res.Digest, KeyID: res.KeyID, KeyName: res.KeyName, KeyVersion: res.KeyVersion}
+		out := wire.SignResponse{Image: res.Image, Digest: res.Digest, KeyID: res.KeyID, KeyName: res.KeyName, KeyVersion: res.KeyVersion, LogIndex: res.LogIndex}
 		for _, l := range res.Locations {
 			out.Locations = append(out.Locations, wire.Location{Kind: l.Kind, Ref: l.Ref, Tag: l.Tag, Existed: l.Existed, Content: l.Content})
 		}

@@ -49,5 +49,5 @@ func revokeToken(t *service.Tokens) echo.HandlerFunc {
 }
 
 func wireToken(x service.TokenInfo) wire.Token {
-	return wire.Token{ID: x.ID, Name: x.Name, Roles: x.Roles, Repositories: x.Repositories, CreatedAt: x.CreatedAt, RevokedAt: x.RevokedAt}
+	return wire.Token{ID: x.ID, Name: x.Name, Roles: x.Roles, Repositories: x.Repositories, CreatedAt: x.CreatedAt, RevokedAt: x.RevokedAt, LogIndex: x.LogIndex}
 }

@@ -30,7 +30,7 @@ func verify(g *service.Gate) echo.HandlerFunc {
 		}
 		out := wire.Decision{ID: d.ID, Decision: "deny", Allow: d.Allow, Image: d.Image, Digest: d.Digest, Policy: d.Policy, Revision: d.Revision,
 			KeySetRevision: d.KeySetRevision, Mode: d.Mode, Warnings: d.Warnings, Reason: d.Reason, Breakglass: d.Breakglass, Cached: d.Cached,
-			Requirements: []wire.Requirement{}}
+			Requirements: []wire.Requirement{}, LogIndex: d.LogIndex}
 		if d.Allow {
 			out.Decision = "allow"
 		}

@@ -45,6 +45,8 @@ type Artifact struct {
 	Digest    string
 	MediaType string
 	Size      int64
+	// LogIndex is the upload or registration event's audit log index.
+	LogIndex *uint64
 }
 
 func artifact(r oci.Resolved) Artifact {
@@ -62,11 +64,14 @@ func (a *Artifacts) Register(ctx context.Context, p Principal, image string) (Ar
 	if err != nil {
 		return Artifact{}, err
 	}
-	if _, err := a.rec.Record(ctx, Event{Kind: EventArtifactRegistered, Actor: p, Repository: r.Digest.Context().Name(), Digest: r.Digest.DigestStr(),
-		Tags: subjectTags(subj), Detail: map[string]any{"media_type": string(r.Descriptor.MediaType), "size": r.Descriptor.Size}}); err != nil {
+	rec, err := a.rec.Record(ctx, Event{Kind: EventArtifactRegistered, Actor: p, Repository: r.Digest.Context().Name(), Digest: r.Digest.DigestStr(),
+		Tags: subjectTags(subj), Detail: map[string]any{"media_type": string(r.Descriptor.MediaType), "size": r.Descriptor.Size}})
+	if err != nil {
 		return Artifact{}, err
 	}
-	return artifact(r), nil
+	out := artifact(r)
+	out.LogIndex = rec.FirstLogIndex()
+	return out, nil
 }
 
 // Upload kinds.
@@ -155,12 +160,15 @@ func (a *Artifacts) Upload(ctx context.Context, p Principal, req UploadRequest) 
 	if req.Tag != "" {
 		tags = []string{req.Tag}
 	}
-	if _, err := a.rec.Record(ctx, Event{Kind: EventArtifactUploaded, Actor: p, Repository: repo.Name(), Digest: res.Digest.DigestStr(), Tags: tags,
-		Detail: map[string]any{"kind": req.Kind, "media_type": string(res.Descriptor.MediaType), "size": res.Descriptor.Size, "filename": req.Filename}}); err != nil {
+	rec, err := a.rec.Record(ctx, Event{Kind: EventArtifactUploaded, Actor: p, Repository: repo.Name(), Digest: res.Digest.DigestStr(), Tags: tags,
+		Detail: map[string]any{"kind": req.Kind, "media_type": string(res.Descriptor.MediaType), "size": res.Descriptor.Size, "filename": req.Filename}})
+	if err != nil {
 		return Artifact{}, err // pushed but not recorded: the answer is a 503; a retry pushes the same digest again
 	}
 	a.log.InfoContext(ctx, "artifact uploaded", "digest", res.Digest.DigestStr(), "repo", repo.Name(), "kind", req.Kind, "caller", p.Name)
-	return artifact(res), nil
+	out := artifact(res)
+	out.LogIndex = rec.FirstLogIndex()
+	return out, nil
 }
 
 func uploadErr(err error) error {

@@ -64,6 +64,9 @@ type AttestResult struct {
 	KeyName       string
 	SignedAt      time.Time
 	Locations     []oci.Location
+	// LogIndex are the audit log indices of the events recorded, one per
+	// subject, in order.
+	LogIndex []uint64
 }
 
 // Attest validates the predicate against its type, builds an in-toto
@@ -224,9 +227,11 @@ func (a *Attestations) attest(ctx context.Context, w attestWrite) (AttestResult,
 			Evidence: evidenceRows(subj.Digest, "attestation", key.ID(), w.predicateType, w.origin, &meta.SignedAt, locs),
 			Detail:   map[string]any{"origin": w.origin, "subjects": res.Subjects}})
 	}
-	if _, err := a.rec.Record(ctx, evs...); err != nil {
+	rec, err := a.rec.Record(ctx, evs...)
+	if err != nil {
 		return AttestResult{}, err // stored but not recorded: a retry finds the copies
 	}
+	res.LogIndex = rec.LogIndex
 	return res, nil
 }
 

@@ -174,6 +174,9 @@ type TokenInfo struct {
 	Repositories []string   `json:"repositories"`
 	CreatedAt    time.Time  `json:"created_at"`
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+	// LogIndex is the audit log index of the creation's event, in the
+	// answer to a creation.
+	LogIndex *uint64 `json:"log_index,omitempty"`
 }
 
 var tokenName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -239,7 +242,18 @@ func (t *Tokens) Create(ctx context.Context, p Principal, name string, roles, re
 	if err := t.store.InsertToken(ctx, tok, ev); err != nil {
 		return "", TokenInfo{}, fmt.Errorf("%w: store the token: %w", ErrUnavailable, err)
 	}
-	return secret, info(tok), nil
+	// Stored, but unacknowledged until the event is in the audit log: on
+	// failure the secret is never shown, and the token, usable by no one,
+	// can be revoked from the listing.
+	idx, err := t.rec.Sequence(ctx, ev)
+	if err != nil {
+		return "", TokenInfo{}, err
+	}
+	out := info(tok)
+	if len(idx) == 1 {
+		out.LogIndex = &idx[0]
+	}
+	return secret, out, nil
 }
 
 func info(t index.Token) TokenInfo {
@@ -281,7 +295,8 @@ func (t *Tokens) Revoke(ctx context.Context, p Principal, id string) error {
 		}
 		return fmt.Errorf("%w: revoke the token: %w", ErrUnavailable, err)
 	}
-	return nil
+	_, err = t.rec.Sequence(ctx, ev)
+	return err
 }
 
 // Authenticate returns the principal of secret, or an error wrapping ErrUnauthenticated.

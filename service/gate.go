@@ -25,7 +25,7 @@ import (
 // decisionRecorder records fresh decisions durably and counts allows
 // served again from the verdict cache; *Recorder is one.
 type decisionRecorder interface {
-	Record(ctx context.Context, evs ...Event) (index.Appended, error)
+	Record(ctx context.Context, evs ...Event) (Recorded, error)
 	Reused(decisionID, namespace, workloadKind, workloadName string)
 }
 
@@ -132,6 +132,9 @@ type Decision struct {
 	// Cached is true when the allow was served from the verdict cache; ID
 	// is then the recorded decision it reused.
 	Cached bool `json:"cached"`
+	// LogIndex is the decision event's index in the audit log; nil for an
+	// allow served from the cache (no new decision).
+	LogIndex *uint64 `json:"-"`
 
 	reusedFrom []string
 }
@@ -163,9 +166,11 @@ func (g *Gate) Verify(ctx context.Context, p Principal, req VerifyRequest) (d De
 			d.ID, d.Allow, d.Reason, d.Cached, d.reusedFrom = newID(), false, "deny: internal error while deciding", false, nil
 			err = nil
 		}
-		if rerr := g.record(ctx, p, req, ref, d); rerr != nil {
+		li, rerr := g.record(ctx, p, req, ref, d)
+		if rerr != nil {
 			d, err = Decision{}, rerr
 		}
+		d.LogIndex = li
 	}()
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
@@ -532,7 +537,7 @@ func newID() string {
 // durably before it is answered: if it cannot be, the answer is an error
 // (503), never an unrecorded decision. An allow served from the cache
 // counts against the decision it reused.
-func (g *Gate) record(ctx context.Context, p Principal, req VerifyRequest, ref name.Reference, d Decision) error {
+func (g *Gate) record(ctx context.Context, p Principal, req VerifyRequest, ref name.Reference, d Decision) (*uint64, error) {
 	wouldDeny := !d.Allow || d.Breakglass != "" || len(d.Warnings) > 0 || strings.Contains(d.Reason, "would deny")
 	level := slog.LevelInfo
 	if wouldDeny {
@@ -545,18 +550,18 @@ func (g *Gate) record(ctx context.Context, p Principal, req VerifyRequest, ref n
 		for _, id := range d.reusedFrom {
 			g.rec.Reused(id, req.Namespace, req.WorkloadKind, req.WorkloadName)
 		}
-		return nil
+		return nil, nil
 	}
 	detail, err := json.Marshal(d)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	repo := ref.Context().Name()
 	var tags []string
 	if t, ok := ref.(name.Tag); ok {
 		tags = []string{t.TagStr()}
 	}
-	_, err = g.rec.Record(ctx, Event{
+	rec, err := g.rec.Record(ctx, Event{
 		Kind: EventDecisionMade, Actor: p, Repository: repo, Digest: d.Digest, Tags: tags,
 		Detail: map[string]any{"allow": d.Allow, "policy": d.Policy, "policy_revision": d.Revision, "mode": d.Mode, "key_set_revision": d.KeySetRevision,
 			"namespace": req.Namespace, "workload_kind": req.WorkloadKind, "workload_name": req.WorkloadName, "breakglass": d.Breakglass, "reason": d.Reason, "decision_id": d.ID},
@@ -566,5 +571,5 @@ func (g *Gate) record(ctx context.Context, p Principal, req VerifyRequest, ref n
 			Repository: repo, Namespace: req.Namespace, WorkloadKind: req.WorkloadKind, WorkloadName: req.WorkloadName, RequestID: RequestID(ctx),
 		},
 	})
-	return err
+	return rec.FirstLogIndex(), err
 }

@@ -104,7 +104,7 @@ func NewKeyLifecycle(ctx context.Context, set *keys.Set, store keyStore, rec pre
 	if st := statuses[def]; st.State != keys.Active {
 		return nil, fmt.Errorf("default key %s is %s: configure an active default key", def, st.State)
 	}
-	if err := l.commit(ctx, statuses, def, true); err != nil {
+	if _, err := l.commit(ctx, statuses, def, true); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -175,7 +175,7 @@ func status(r index.KeyRecord) keys.Status {
 // applies them to the set. With all, every key is written (reconciling the
 // configuration at start); otherwise only the changed keys, so that
 // replicas changing different keys do not overwrite each other.
-func (l *KeyLifecycle) commit(ctx context.Context, changed map[string]keys.Status, def string, all bool, evs ...index.Event) error {
+func (l *KeyLifecycle) commit(ctx context.Context, changed map[string]keys.Status, def string, all bool, evs ...index.Event) (*uint64, error) {
 	var recs []index.KeyRecord
 	for _, e := range l.set.All() {
 		st, ok := changed[e.Key.Name()]
@@ -192,9 +192,18 @@ func (l *KeyLifecycle) commit(ctx context.Context, changed map[string]keys.Statu
 	}
 	rev, err := l.store.SaveKeys(ctx, recs, evs...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return l.set.Apply(changed, def, rev)
+	if err := l.set.Apply(changed, def, rev); err != nil {
+		return nil, err
+	}
+	// The change is stored and in force; it is acknowledged once its
+	// event is in the audit log too.
+	idx, err := l.rec.Sequence(ctx, evs...)
+	if err != nil || len(idx) == 0 {
+		return nil, err
+	}
+	return &idx[0], nil
 }
 
 // KeyInfo describes a key of the set.
@@ -218,6 +227,9 @@ type KeyInfo struct {
 type KeySet struct {
 	Revision int64
 	Keys     []KeyInfo
+	// LogIndex is the audit log index of the change's event, in the
+	// answer to a rotation or revocation.
+	LogIndex *uint64
 }
 
 // List returns every key, the default first. It needs no KMS.
@@ -268,11 +280,14 @@ func (l *KeyLifecycle) Activate(ctx context.Context, p Principal, name string) (
 		return KeySet{}, err
 	}
 	// The new default's record is written too: its default flag changes.
-	if err := l.commit(ctx, map[string]keys.Status{old: oldSt, name: st}, name, false, ev); err != nil {
+	li, err := l.commit(ctx, map[string]keys.Status{old: oldSt, name: st}, name, false, ev)
+	if err != nil {
 		return KeySet{}, fmt.Errorf("%w: store the rotation: %w", ErrUnavailable, err)
 	}
 	l.log.InfoContext(ctx, "signing key rotated", "from", old, "to", name, "by", p.Name, "revision", l.set.Revision())
-	return l.List(), nil
+	out := l.List()
+	out.LogIndex = li
+	return out, nil
 }
 
 // Revoke revokes name: everything it signed fails verification from now
@@ -308,9 +323,12 @@ func (l *KeyLifecycle) Revoke(ctx context.Context, p Principal, name, reason str
 	if err != nil {
 		return KeySet{}, err
 	}
-	if err := l.commit(ctx, map[string]keys.Status{name: st}, l.set.Default(), false, ev); err != nil {
+	li, err := l.commit(ctx, map[string]keys.Status{name: st}, l.set.Default(), false, ev)
+	if err != nil {
 		return KeySet{}, fmt.Errorf("%w: store the revocation: %w", ErrUnavailable, err)
 	}
 	l.log.InfoContext(ctx, "key revoked", "key", name, "by", p.Name, "revision", l.set.Revision())
-	return l.List(), nil
+	out := l.List()
+	out.LogIndex = li
+	return out, nil
 }

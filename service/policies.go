@@ -88,23 +88,32 @@ func (s *Policies) Reload(ctx context.Context) error {
 
 // Put validates doc and adds or replaces its policy. A bad policy is
 // refused with the reason and changes nothing.
-func (s *Policies) Put(ctx context.Context, p Principal, doc []byte) (*policy.Policy, error) {
+//
+// The answer's log index is that of the change's event in the audit log.
+func (s *Policies) Put(ctx context.Context, p Principal, doc []byte) (*policy.Policy, *uint64, error) {
 	if err := Authorize(p, ActionManagePolicies); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pol, err := policy.Parse(doc)
 	if err != nil {
-		return nil, policyErr(err)
+		return nil, nil, policyErr(err)
 	}
 	ev, err := s.rec.Prepare(ctx, Event{Kind: EventPolicyPut, Actor: p, Detail: map[string]any{"policy": pol.Name, "revision": pol.Revision(), "mode": string(pol.Mode)}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.store.PutPolicy(ctx, pol.Name, doc, ev); err != nil {
-		return nil, fmt.Errorf("%w: store the policy: %w", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: store the policy: %w", ErrUnavailable, err)
 	}
 	s.set.Put(pol)
-	return pol, nil
+	idx, err := s.rec.Sequence(ctx, ev)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(idx) == 0 {
+		return pol, nil, nil
+	}
+	return pol, &idx[0], nil
 }
 
 // Delete removes a policy.
@@ -116,10 +125,17 @@ func (s *Policies) Delete(ctx context.Context, p Principal, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeletePolicy(ctx, name, ev); err != nil && !errors.Is(err, index.ErrNotFound) {
+	err = s.store.DeletePolicy(ctx, name, ev)
+	if err != nil && !errors.Is(err, index.ErrNotFound) {
 		return fmt.Errorf("%w: delete the policy: %w", ErrUnavailable, err)
 	}
-	if !s.set.Delete(name) {
+	deleted := s.set.Delete(name)
+	if err == nil {
+		if _, err := s.rec.Sequence(ctx, ev); err != nil {
+			return err
+		}
+	}
+	if !deleted {
 		return fmt.Errorf("%w: no policy %q", ErrNotFound, name)
 	}
 	return nil

@@ -71,6 +71,8 @@ type SignResult struct {
 	KeyVersion string
 	// Locations lists each stored copy.
 	Locations []oci.Location
+	// LogIndex is the signature event's index in the audit log.
+	LogIndex *uint64
 }
 
 // Sign resolves req.Image to a digest and makes sure a signature by the key
@@ -162,11 +164,12 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 	}
 
 	locs := []oci.Location{*legacy, *referrer}
-	if _, err := s.rec.Record(ctx, Event{
+	rec, err := s.rec.Record(ctx, Event{
 		Kind: EventSignatureCreated, Actor: p, Repository: d.Context().Name(), Digest: d.DigestStr(), Tags: refTags(ref),
 		KeyID: key.ID(), KeyName: key.Name(), KeyVersion: key.Version(), Locations: locs,
 		Evidence: evidenceRows(d, "signature", key.ID(), attest.CosignSignPredicateType, "", &meta.SignedAt, locs),
-	}); err != nil {
+	})
+	if err != nil {
 		// Stored but not recorded: the answer is a 503, and a retry finds
 		// the copies and records them (as does attestd reindex).
 		return SignResult{}, err
@@ -180,6 +183,7 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 		KeyName:    key.Name(),
 		KeyVersion: key.Version(),
 		Locations:  locs,
+		LogIndex:   rec.FirstLogIndex(),
 	}, nil
 }
 

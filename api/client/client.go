@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	tclient "github.com/transparency-dev/tessera/client"
+
 	"github.com/attestd/attestd/api/wire"
 )
 
@@ -315,5 +317,59 @@ func (c *Client) Events(ctx context.Context, q EventQuery) (wire.EventsResponse,
 	}
 	var out wire.EventsResponse
 	err := c.do(ctx, http.MethodGet, "/v1/events?"+v.Encode(), nil, &out)
+	return out, err
+}
+
+// LogKey returns the audit log's verifier key, one line in the signed-note
+// format, to pin.
+func (c *Client) LogKey(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+"/v1/log/key", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", &Error{Status: resp.StatusCode, ErrorBody: wire.ErrorBody{Code: "HTTP", Message: strings.TrimSpace(string(b))}}
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// LogFetcher reads the audit log under /log/ in the tlog-tiles layout
+// (checkpoint, tiles, entry bundles), with tessera's HTTP fetcher and the
+// client's token.
+func (c *Client) LogFetcher() (*tclient.HTTPFetcher, error) {
+	u := *c.base
+	u.Path = strings.TrimRight(u.Path, "/") + "/log/"
+	f, err := tclient.NewHTTPFetcher(&u, c.http)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		f.SetAuthorizationHeader("Bearer " + c.token)
+	}
+	return f, nil
+}
+
+// InclusionProof asks for the proof that the log entry at index is in the
+// tree of size.
+func (c *Client) InclusionProof(ctx context.Context, index, size uint64) (wire.InclusionProof, error) {
+	var out wire.InclusionProof
+	err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/log/proof/inclusion?index=%d&size=%d", index, size), nil, &out)
+	return out, err
+}
+
+// ConsistencyProof asks for the proof that the log's tree of size to
+// extends the tree of size from.
+func (c *Client) ConsistencyProof(ctx context.Context, from, to uint64) (wire.ConsistencyProof, error) {
+	var out wire.ConsistencyProof
+	err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/log/proof/consistency?from=%d&to=%d", from, to), nil, &out)
 	return out, err
 }

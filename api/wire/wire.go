@@ -51,6 +51,8 @@ type SignResponse struct {
 	KeyName    string     `json:"key_name"`
 	KeyVersion string     `json:"key_version,omitempty"`
 	Locations  []Location `json:"locations"`
+	// LogIndex is the signature event's index in the audit log.
+	LogIndex *uint64 `json:"log_index,omitempty"`
 }
 
 // Key is one public key of GET /v1/keys.
@@ -75,6 +77,9 @@ type KeysResponse struct {
 	// Revision changes whenever a key's state or the default changes.
 	Revision int64 `json:"revision"`
 	Keys     []Key `json:"keys"`
+	// LogIndex is the audit log index of a rotation's or revocation's
+	// event, in its answer.
+	LogIndex *uint64 `json:"log_index,omitempty"`
 }
 
 // RevokeKeyRequest is the body of POST /v1/keys/{name}/revoke.
@@ -122,6 +127,9 @@ type Token struct {
 	CreatedAt    time.Time  `json:"created_at"`
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
 	Secret       string     `json:"secret,omitempty"`
+	// LogIndex is the creation event's audit log index, in the answer to
+	// a creation.
+	LogIndex *uint64 `json:"log_index,omitempty"`
 }
 
 // TokensResponse is the body of GET /v1/tokens.
@@ -159,6 +167,10 @@ type AttestResponse struct {
 	KeyName       string     `json:"key_name"`
 	SignedAt      time.Time  `json:"signed_at"`
 	Locations     []Location `json:"locations"`
+	// LogIndex is the audit log index of the first subject's event;
+	// LogIndexes has one per subject, in order.
+	LogIndex   *uint64  `json:"log_index,omitempty"`
+	LogIndexes []uint64 `json:"log_indexes,omitempty"`
 }
 
 // Source is the source a build used, as CI reports it.
@@ -222,6 +234,8 @@ type ArtifactResponse struct {
 	Digest    string `json:"digest"`
 	MediaType string `json:"media_type"`
 	Size      int64  `json:"size"`
+	// LogIndex is the upload or registration event's audit log index.
+	LogIndex *uint64 `json:"log_index,omitempty"`
 }
 
 // VerifyRequest is the body of POST /v1/verify.
@@ -275,6 +289,9 @@ type Decision struct {
 	Reason         string          `json:"reason"`
 	Breakglass     string          `json:"breakglass,omitempty"`
 	Cached         bool            `json:"cached"`
+	// LogIndex is the decision event's audit log index; absent for an
+	// allow served from the cache, which records no new decision.
+	LogIndex *uint64 `json:"log_index,omitempty"`
 }
 
 // PolicyInfo describes a loaded policy.
@@ -283,6 +300,8 @@ type PolicyInfo struct {
 	Revision string `json:"revision"`
 	Mode     string `json:"mode"`
 	Document string `json:"document"`
+	// LogIndex is the audit log index of the put's event, in its answer.
+	LogIndex *uint64 `json:"log_index,omitempty"`
 }
 
 // PoliciesResponse is the body of GET /v1/policies.
@@ -349,6 +368,26 @@ type Event struct {
 	RequestID     string          `json:"request_id,omitempty"`
 	Locations     json.RawMessage `json:"locations,omitempty"`
 	Detail        json.RawMessage `json:"detail,omitempty"`
+	// LogIndex is the event's index in the audit log; absent until it is
+	// sequenced there.
+	LogIndex *uint64 `json:"log_index,omitempty"`
+}
+
+// InclusionProof is the body of GET /v1/log/proof/inclusion: the audit
+// log hashes (RFC 6962) proving that the entry at Index is in the tree of
+// Size.
+type InclusionProof struct {
+	Index  uint64   `json:"index"`
+	Size   uint64   `json:"size"`
+	Hashes [][]byte `json:"hashes"`
+}
+
+// ConsistencyProof is the body of GET /v1/log/proof/consistency: the hashes
+// proving that the tree of size To extends the tree of size From.
+type ConsistencyProof struct {
+	From   uint64   `json:"from"`
+	To     uint64   `json:"to"`
+	Hashes [][]byte `json:"hashes"`
 }
 
 // EventsResponse is the body of GET /v1/events: a page of events, oldest

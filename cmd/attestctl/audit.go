@@ -56,7 +56,7 @@ func auditCmd(g *globals) *cobra.Command {
 			}
 			return g.print(c.OutOrStdout(), out, func(w io.Writer) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "TIME\tKIND\tACTOR\tSUBJECT\tKEY\tLOCATIONS\tREQUEST")
+				fmt.Fprintln(tw, "TIME\tKIND\tACTOR\tSUBJECT\tKEY\tLOCATIONS\tREQUEST\tLOG")
 				for _, e := range evs {
 					subject := "-"
 					if e.Repository != "" {
@@ -72,7 +72,11 @@ func auditCmd(g *globals) *cobra.Command {
 							key += " v" + e.Key.Version
 						}
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Kind, actor(e.Actor), subject, key, locations(e), dash(e.RequestID))
+					logIndex := "-"
+					if e.LogIndex != nil {
+						logIndex = fmt.Sprint(*e.LogIndex)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Kind, actor(e.Actor), subject, key, locations(e), dash(e.RequestID), logIndex)
 				}
 				_ = tw.Flush()
 				if out.NextCursor != "" {
@@ -90,7 +94,7 @@ func auditCmd(g *globals) *cobra.Command {
 	f.StringVar(&q.Cursor, "cursor", "", "continue a listing from its cursor")
 	f.IntVar(&q.Limit, "limit", 100, "events per page (at most 1000)")
 	f.BoolVar(&all, "all", false, "follow the cursor to the end")
-	a.AddCommand(events)
+	a.AddCommand(events, logKeyCmd(g), verifyLogCmd(g))
 	return a
 }
 

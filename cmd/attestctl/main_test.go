@@ -322,6 +322,65 @@ func TestWalkthroughRecord(t *testing.T) {
 	if len(reuses) != 1 || reuses[0].Namespace != "demo" || reuses[0].WorkloadKind != "Pod" || reuses[0].WorkloadName != "web" || reuses[0].Count != 1 {
 		t.Errorf("the admission's reuse of decision %s: %+v %v", decisionID, reuses, err)
 	}
+	checkWalkthroughLog(t, s, dec.Digest, signer, demo, len(page.Events))
+}
+
+// checkWalkthroughLog is the walk-through's done-when for the audit log:
+// verify-log, with the log key pinned from `audit log-key`, proves that the
+// demo image's upload, provenance, attestation, signature and decision are
+// in the log under a signed checkpoint; a second run with --since proves
+// the log grew consistently from the checkpoint the first run saved.
+func checkWalkthroughLog(t *testing.T, s *testenv.Server, digest, signer, demo string, events int) {
+	t.Helper()
+	srv := "--server=" + s.URL
+	dir := t.TempDir()
+	key, err := run(t, "", srv, "audit", "log-key")
+	if err != nil || !strings.HasPrefix(key, "attestd/") {
+		t.Fatalf("audit log-key (anonymous): %q, %v", key, err)
+	}
+	keyFile, cpFile := filepath.Join(dir, "log.pub"), filepath.Join(dir, "checkpoint.txt")
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auditor := s.Token(t, "auditor")
+	verify := func() verifyLogResult {
+		t.Helper()
+		out, err := run(t, auditor, srv, "audit", "verify-log", "--log-key", keyFile, "--digest", digest, "--since", cpFile, "-o", "json")
+		if err != nil {
+			t.Fatalf("audit verify-log: %v\n%s", err, out)
+		}
+		var res verifyLogResult
+		if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
+			t.Fatalf("verify-log -o json: %v\n%s", err, out)
+		}
+		return res
+	}
+	first := verify()
+	kinds := map[string]int{}
+	for _, it := range first.Included {
+		kinds[it.Kind]++
+	}
+	for _, k := range []string{"artifact.uploaded", "provenance.created", "attestation.created", "signature.created", "decision.made"} {
+		if kinds[k] != 1 {
+			t.Errorf("verify-log proved %d %s events, want 1 (all: %v)", kinds[k], k, kinds)
+		}
+	}
+	if len(first.Included) != events || first.Size < uint64(events) || first.Consistent != nil {
+		t.Errorf("first verify-log: %d of %d events, size %d, consistent with %v", len(first.Included), events, first.Size, first.Consistent)
+	}
+	saved, err := os.ReadFile(cpFile)
+	if err != nil || !strings.HasPrefix(string(saved), first.Origin+"\n") {
+		t.Fatalf("the checkpoint was not saved: %q, %v", saved, err)
+	}
+	// The log grows (the demo image signed again), and the second run
+	// proves the new checkpoint extends the saved one.
+	if out, err := run(t, signer, srv, "sign", demo); err != nil {
+		t.Fatalf("sign: %v\n%s", err, out)
+	}
+	second := verify()
+	if second.Consistent == nil || *second.Consistent != first.Size || second.Size <= first.Size || len(second.Included) != events+1 {
+		t.Errorf("second verify-log: consistent with %v (want %d), size %d, %d events", second.Consistent, first.Size, second.Size, len(second.Included))
+	}
 }
 
 // TestAttestctlCIIdentity: in a GitHub Actions job, attestctl asks the

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -21,13 +22,17 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	tclient "github.com/transparency-dev/tessera/client"
+
 	"github.com/attestd/attestd/api/client"
 	"github.com/attestd/attestd/api/wire"
 	"github.com/attestd/attestd/internal/app"
 	"github.com/attestd/attestd/internal/testenv"
 	"github.com/attestd/attestd/service"
+	"github.com/attestd/attestd/storage/auditlog"
 	"github.com/attestd/attestd/storage/index"
 	"github.com/attestd/attestd/storage/oci"
+	"github.com/attestd/attestd/tlog"
 )
 
 // server is attestd run as a real process on a fixed data dir and port.
@@ -67,7 +72,9 @@ func (s *server) start() {
 
 func (s *server) kill() {
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	<-s.done
+	if err := <-s.done; err != nil {
+		s.t.Logf("attestd killed: %v", err)
+	}
 }
 
 // TestCrashDrill runs attestd as a real process under mixed load (sign,
@@ -76,7 +83,9 @@ func (s *server) kill() {
 // restart and a reindex, the registry and the index agree exactly: every
 // acknowledged write is in both, with its event; every evidence row names
 // a copy the registry holds; no tag points at a manifest or blob that is
-// not there; and every SBOM job that was accepted completes.
+// not there; every SBOM job that was accepted completes; and every
+// acknowledged write's event is in the audit log at the index the index
+// names, proven under a checkpoint signed with the log key.
 func TestCrashDrill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the binary")
@@ -203,6 +212,24 @@ func TestCrashDrill(t *testing.T) {
 	regs := must(oci.NewRegistries([]oci.Host{{Name: regHost}}, oci.Options{}))
 	copies := testenv.Agreement(t, db, regs, keys, digests, acks)
 
+	// Every acknowledged write's event is in the audit log, proven.
+	inLog := map[string]bool{}
+	logged := loggedEvents(t, srv.dir, db)
+	for _, e := range must(db.Events(ctx, index.EventFilter{Limit: 100_000})) {
+		if e.Kind == service.EventSignatureCreated || e.Kind == service.EventAttestationCreated {
+			for _, l := range parseLocations(t, e.Locations) {
+				inLog[l.Content] = inLog[l.Content] || logged[e.ID]
+			}
+		}
+	}
+	for _, a := range acks {
+		for _, l := range a.Locations {
+			if !inLog[l.Content] {
+				t.Errorf("acknowledged %s %s has no event proven in the audit log", a.Kind, l.Content)
+			}
+		}
+	}
+
 	// Every acknowledged upload is in the registry, with its event.
 	uploaded := map[string]bool{}
 	for _, e := range must(db.Events(ctx, index.EventFilter{Kind: service.EventArtifactUploaded, Limit: 100_000})) {
@@ -252,6 +279,66 @@ func TestCrashDrill(t *testing.T) {
 func lastLine(b []byte) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return lines[len(lines)-1]
+}
+
+// loggedEvents reads the POSIX audit log from disk (tessera's file
+// fetcher) and returns the events whose entry is at the log index the index
+// names, proven included under the latest checkpoint, which must verify
+// with the log key.
+func loggedEvents(t *testing.T, dir string, db *index.DB) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
+	key := must(auditlog.LoadKey(filepath.Join(dir, auditlog.KeyFile), ""))
+	v := must(tlog.NewVerifier(key.Verifier))
+	f := tclient.FileFetcher{Root: filepath.Join(dir, "log")}
+	evs := must(db.Events(ctx, index.EventFilter{Limit: 100_000}))
+	need := uint64(0)
+	for _, e := range evs {
+		if e.LogIndex != nil {
+			need = max(need, uint64(*e.LogIndex)+1)
+		}
+	}
+	var cp tlog.Checkpoint
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		cp = must(tlog.OpenCheckpoint(must(f.ReadCheckpoint(ctx)), v))
+		if cp.Size >= need {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint covers log index %d (latest: %d)", need-1, cp.Size)
+		}
+	}
+	pb := must(tclient.NewProofBuilder(ctx, cp.Size, f.ReadTile))
+	out := map[string]bool{}
+	for _, e := range evs {
+		if e.LogIndex == nil {
+			continue
+		}
+		i := uint64(*e.LogIndex)
+		b := must(tclient.GetEntryBundle(ctx, f.ReadEntryBundle, i/256, cp.Size))
+		entry := b.Entries[i%256]
+		if want := must(service.LogEntry(e)); !bytes.Equal(entry, want) {
+			t.Errorf("log entry %d is not event %s:\n%s\n%s", i, e.ID, entry, want)
+			continue
+		}
+		if err := tlog.CheckInclusion(cp, i, entry, must(pb.InclusionProof(ctx, i))); err != nil {
+			t.Errorf("event %s: %v", e.ID, err)
+			continue
+		}
+		out[e.ID] = true
+	}
+	return out
+}
+
+func parseLocations(t *testing.T, b []byte) []wire.Location {
+	t.Helper()
+	var ls []wire.Location
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &ls); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ls
 }
 
 func must[T any](v T, err error) T {

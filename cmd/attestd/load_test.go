@@ -227,7 +227,8 @@ func TestLoad(t *testing.T) {
 		if _, err := keys.EnsureFileKey(keyDir, pw); err != nil {
 			t.Fatal(err)
 		}
-		env := []string{"ATTESTD_KEY_PASSWORD=" + string(pw), "ATTESTD_DATABASE_URL=" + pg.URL}
+		logURL, logKey := testenv.SharedLog(t)
+		env := []string{"ATTESTD_KEY_PASSWORD=" + string(pw), "ATTESTD_DATABASE_URL=" + pg.URL, "ATTESTD_LOG_DATABASE_URL=" + logURL, "ATTESTD_LOG_KEY_FILE=" + logKey}
 		args := func() []string {
 			return []string{"--data-dir", t.TempDir(), "--embedded-registry=false", "--registries", reg.Host, "--keys", "default=file://" + filepath.Join(keyDir, keys.PrivateKeyFile)}
 		}

@@ -180,6 +180,8 @@ func defaultOf(d app.Config, flag string) string {
 		return fmt.Sprint(d.MaxUploadBytes)
 	case "max-decompression-ratio":
 		return fmt.Sprint(d.MaxDecompressionRatio)
+	case "log-public":
+		return fmt.Sprint(d.LogPublic)
 	}
 	return ""
 }

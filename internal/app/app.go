@@ -26,6 +26,7 @@ import (
 	"github.com/attestd/attestd/service/identity"
 	"github.com/attestd/attestd/service/policy"
 	"github.com/attestd/attestd/storage/archive"
+	"github.com/attestd/attestd/storage/auditlog"
 	"github.com/attestd/attestd/storage/index"
 	"github.com/attestd/attestd/storage/jobs"
 	"github.com/attestd/attestd/storage/oci"
@@ -42,6 +43,9 @@ const AdminTokenFile = "admin.token"
 type App struct {
 	sboms    *service.SBOMs
 	rec      *service.Recorder
+	alog     *auditlog.Log
+	logKey   auditlog.Key
+	outbox   *service.LogOutbox
 	sync     *service.Sync
 	jobsDB   interface{ Close() error }
 	srv      *http.Server
@@ -72,13 +76,83 @@ func New(ctx context.Context, cfg Config, keyPassword string, ln net.Listener, l
 		return nil, err
 	}
 	a := &App{ln: ln, db: db, log: log, cfg: cfg, shutdown: cfg.ShutdownTimeout}
-	a.rec = service.NewRecorder(db, log)
+	var opts []service.RecorderOption
+	if !cfg.UnsafeNoAuditLog {
+		// tessera logs through klog, process-wide: into attestd's log.
+		auditlog.RouteLogs(log)
+		l, key, err := openLog(ctx, cfg)
+		if err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		a.alog, a.logKey = l, key
+		opts = append(opts, service.WithAuditLog(a.alog))
+	}
+	a.rec = service.NewRecorder(db, log, opts...)
+	if a.alog != nil {
+		grace := cfg.LogOutboxGrace
+		if grace <= 0 {
+			grace = 15 * time.Second
+		}
+		a.outbox = service.NewLogOutbox(db, a.alog, a.rec, grace, time.Second, log)
+	}
 	if err := a.wire(ctx, keyPassword); err != nil {
 		_ = a.rec.Close(ctx)
+		if a.alog != nil {
+			_ = a.alog.Close(ctx)
+		}
 		_ = db.Close()
 		return nil, err
 	}
 	return a, nil
+}
+
+// openLog opens the audit log the configuration names, with its key:
+// MySQL/MariaDB at log_database_url (replicas), or the POSIX log in
+// log_dir (default: log in the data dir).
+func openLog(ctx context.Context, cfg Config) (*auditlog.Log, auditlog.Key, error) {
+	keyPath := cfg.LogKeyFile
+	if keyPath == "" {
+		keyPath = filepath.Join(cfg.DataDir, auditlog.KeyFile)
+	}
+	origin := cfg.LogOrigin
+	if _, err := os.Stat(keyPath); origin == "" && errors.Is(err, os.ErrNotExist) {
+		origin = "attestd/" + defaultOriginHost(cfg)
+	}
+	key, err := auditlog.EnsureKey(keyPath, origin)
+	if err != nil {
+		return nil, auditlog.Key{}, err
+	}
+	opts := auditlog.Options{Signer: key.Signer}
+	var l *auditlog.Log
+	if cfg.LogDatabaseURL != "" {
+		l, err = auditlog.OpenMySQL(ctx, cfg.LogDatabaseURL, opts)
+	} else {
+		dir := cfg.LogDir
+		if dir == "" {
+			dir = filepath.Join(cfg.DataDir, "log")
+		}
+		l, err = auditlog.OpenPOSIX(ctx, dir, opts)
+	}
+	if err != nil {
+		return nil, auditlog.Key{}, err
+	}
+	return l, key, nil
+}
+
+// defaultOriginHost names a new log: the embedded registry's configured
+// name, else the first external registry, else the hostname.
+func defaultOriginHost(cfg Config) string {
+	switch {
+	case cfg.EmbeddedRegistry.Host != "":
+		return cfg.EmbeddedRegistry.Host
+	case len(cfg.Registries) > 0:
+		return cfg.Registries[0].Host
+	}
+	if h, err := os.Hostname(); err == nil && validOrigin("attestd/"+h) {
+		return h
+	}
+	return "localhost"
 }
 
 // OpenIndex opens the index the configuration names: PostgreSQL at
@@ -234,6 +308,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		Admission: service.NewAdmission(gate, cfg.AdmissionDeadline, cfg.AdmissionUnknownKinds == "allow"),
 		Policies:  policyService,
 		Audit:     service.NewAudit(a.db),
+		AuditLog:  a.auditLogService(),
 		SBOMs:     sboms,
 		Artifacts: service.NewArtifacts(regs, regs, tmpDir, archive.Limits{
 			MaxBytes: cfg.MaxUploadBytes, MaxRatio: cfg.MaxDecompressionRatio, MaxEntries: 100_000,
@@ -380,6 +455,14 @@ func externalHosts(cfg Config) ([]oci.Host, error) {
 	return hosts, nil
 }
 
+// auditLogService is the audit log's read side for the API, nil without a log.
+func (a *App) auditLogService() *service.AuditLog {
+	if a.alog == nil {
+		return nil
+	}
+	return service.NewAuditLog(a.alog, a.alog, a.logKey.Verifier, a.cfg.LogPublic)
+}
+
 func (a *App) readyChecks() []api.Check {
 	checks := []api.Check{
 		{Name: "index", Fn: a.db.Ping},
@@ -389,6 +472,12 @@ func (a *App) readyChecks() []api.Check {
 			}
 			return nil
 		}},
+	}
+	if a.alog != nil {
+		checks = append(checks, api.Check{Name: "audit_log", Fn: func(ctx context.Context) error {
+			_, err := a.alog.Size(ctx)
+			return err
+		}})
 	}
 	if a.cfg.EmbeddedRegistry.Enabled && a.ln != nil {
 		url := "http://" + a.ln.Addr().String() + "/v2/"
@@ -417,6 +506,9 @@ func (a *App) RegistryHost() string { return a.regHost }
 // KeyID is the id of the active signing key.
 func (a *App) KeyID() string { return a.keyID }
 
+// LogVerifierKey is the audit log's verifier key (GET /v1/log/key), "" without a log.
+func (a *App) LogVerifierKey() string { return a.logKey.Verifier }
+
 // URL is the base URL of the API.
 func (a *App) URL() string {
 	if a.ln == nil {
@@ -439,10 +531,17 @@ func (a *App) Serve(ctx context.Context) error {
 	syncCtx, stopSync := context.WithCancel(context.WithoutCancel(ctx))
 	syncDone := make(chan struct{})
 	go func() { a.sync.Run(syncCtx); close(syncDone) }()
+	outboxDone := make(chan struct{})
+	if a.outbox != nil {
+		go func() { a.outbox.Run(syncCtx); close(outboxDone) }()
+	} else {
+		close(outboxDone)
+	}
 	// Workers stop through Stop below, after the HTTP server: not when ctx ends.
 	if err := a.sboms.Start(context.WithoutCancel(ctx)); err != nil {
 		stopSync()
 		<-syncDone
+		<-outboxDone
 		return fmt.Errorf("start SBOM workers: %w", err)
 	}
 	var err error
@@ -470,10 +569,17 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	stopSync()
 	<-syncDone
+	<-outboxDone
 	// In-flight requests have answered: what they recorded is written; the
 	// recorder then flushes the reuse counts.
 	if rerr := a.rec.Close(sctx); err == nil {
 		err = rerr
+	}
+	// The log publishes a checkpoint covering what this process appended.
+	if a.alog != nil {
+		if lerr := a.alog.Close(sctx); err == nil {
+			err = lerr
+		}
 	}
 	_ = a.jobsDB.Close()
 	if cerr := a.db.Close(); err == nil {

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/attestd/attestd/service/identity"
+	"github.com/attestd/attestd/storage/auditlog"
 )
 
 // Config is every setting of `attestd serve`. Secrets are never settings:
@@ -90,6 +91,32 @@ type Config struct {
 	// VerdictTTL is how long a verdict is reused for the same digest,
 	// policy revision and key-set revision.
 	VerdictTTL time.Duration `yaml:"verdict_ttl"`
+	// LogDir is the directory of the POSIX audit log; empty means "log" in
+	// the data dir.
+	LogDir string `yaml:"log_dir"`
+	// LogDatabaseURL is a MySQL or MariaDB URL (mysql://user:pw@host:port/db)
+	// of the audit log every replica appends to; it replaces LogDir. Give
+	// it through ATTESTD_LOG_DATABASE_URL to keep its password out of files.
+	LogDatabaseURL string `yaml:"log_database_url"`
+	// LogKeyFile is the Ed25519 note key checkpoints are signed with;
+	// empty means log.key in the data dir, generated on first start.
+	// Replicas MUST share one.
+	LogKeyFile string `yaml:"log_key_file"`
+	// LogOrigin names the log: the first line of its checkpoints. Empty
+	// means the key's origin, or for a new key attestd/<registry host or
+	// hostname>.
+	LogOrigin string `yaml:"log_origin"`
+	// LogPublic serves /log/ and the proofs to anonymous readers.
+	LogPublic bool `yaml:"log_public"`
+	// UnsafeNoAuditLog runs without the audit log: writes are acknowledged
+	// once in the index only. For benchmarks that measure what the log
+	// costs; it has no flag, variable or YAML key and MUST NOT be set in a
+	// deployment.
+	UnsafeNoAuditLog bool `yaml:"-"`
+	// LogOutboxGrace is how old an event without a log index must be
+	// before the outbox appends it (default 15 s: older than any record
+	// still under way on a replica). Tests shorten it; no flag.
+	LogOutboxGrace time.Duration `yaml:"-"`
 }
 
 // KeyConfig is one signing key.
@@ -164,6 +191,7 @@ func Defaults() Config {
 		SBOMWorkers:           2,
 		SBOMMaxBytes:          8 << 30,
 		SBOMTimeout:           15 * time.Minute,
+		LogOutboxGrace:        15 * time.Second,
 	}
 }
 
@@ -206,6 +234,11 @@ var Settings = []Setting{
 	{"max-upload-bytes", "ATTESTD_MAX_UPLOAD_BYTES", "max_upload_bytes", "cap on an artifact upload, as sent and decompressed (413 above it; default 4 GiB)"},
 	{"max-decompression-ratio", "ATTESTD_MAX_DECOMPRESSION_RATIO", "max_decompression_ratio", "cap on how far a gzipped upload may expand (default 50:1)"},
 	{"", "", "oidc.issuers[], oidc.rules[]", "CI workload identities (OIDC ID tokens): pinned issuers and the rules that grant them (YAML only)"},
+	{"log-dir", "ATTESTD_LOG_DIR", "log_dir", "directory of the POSIX audit log (default: log in the data dir)"},
+	{"log-database-url", "ATTESTD_LOG_DATABASE_URL", "log_database_url", "MySQL/MariaDB URL (mysql://user:pw@host:port/db) of the audit log replicas share; needs log_key_file"},
+	{"log-key-file", "ATTESTD_LOG_KEY_FILE", "log_key_file", "Ed25519 note key checkpoints are signed with (default: log.key in the data dir, generated 0600); replicas share one"},
+	{"log-origin", "ATTESTD_LOG_ORIGIN", "log_origin", "origin line of the log's checkpoints (default: the key's, or attestd/<registry host or hostname>)"},
+	{"log-public", "ATTESTD_LOG_PUBLIC", "log_public", "serve /log/ and the log proofs to anonymous readers (default false: auditor token)"},
 	{"", "ATTESTD_KEY_PASSWORD", "", "password of the local key; default: a generated 0600 file in the data dir"},
 }
 
@@ -302,6 +335,16 @@ func (c *Config) Set(flag, v string) error {
 		c.MaxUploadBytes, err = strconv.ParseInt(v, 10, 64)
 	case "max-decompression-ratio":
 		c.MaxDecompressionRatio, err = strconv.ParseInt(v, 10, 64)
+	case "log-dir":
+		c.LogDir = v
+	case "log-database-url":
+		c.LogDatabaseURL = v
+	case "log-key-file":
+		c.LogKeyFile = v
+	case "log-origin":
+		c.LogOrigin = v
+	case "log-public":
+		c.LogPublic, err = strconv.ParseBool(v)
 	default:
 		return fmt.Errorf("unknown setting %q", flag)
 	}
@@ -417,6 +460,24 @@ func (c *Config) Validate() error {
 	if !c.EmbeddedRegistry.Enabled && len(c.Registries) == 0 {
 		errs = append(errs, errors.New("no registry: enable the embedded registry or configure one"))
 	}
+	if c.LogOrigin != "" && !validOrigin(c.LogOrigin) {
+		errs = append(errs, fmt.Errorf("log_origin %q: want a name without spaces or '+', such as attestd/registry.example.com", c.LogOrigin))
+	}
+	if c.LogDatabaseURL != "" {
+		if _, err := auditlog.MySQLDSN(c.LogDatabaseURL); err != nil {
+			errs = append(errs, fmt.Errorf("log_database_url: want mysql://user:password@host:port/database"))
+		}
+		if c.LogDir != "" {
+			errs = append(errs, errors.New("log_dir and log_database_url name two audit logs: set one"))
+		}
+		if c.LogKeyFile == "" {
+			errs = append(errs, errors.New("log_database_url is the audit log replicas share: set log_key_file to the key they all sign checkpoints with"))
+		}
+	}
+	if c.SharedDatabase() != "" && c.LogDatabaseURL == "" && c.LogDir == "" && !c.UnsafeNoAuditLog {
+		errs = append(errs, errors.New("database_url shares the record between replicas, and each replica's events must go to one audit log: "+
+			"set log_database_url (MariaDB or MySQL) with log_key_file, or log_dir for one process"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -427,6 +488,11 @@ func (c *Config) SharedDatabase() string {
 		return c.DatabaseURL
 	}
 	return c.JobsDatabaseURL
+}
+
+// validOrigin: a note name, non-empty, without spaces or '+'.
+func validOrigin(o string) bool {
+	return o != "" && len(o) <= 256 && !strings.ContainsAny(o, " +\t\n\r")
 }
 
 func isKMS(uri string) bool {

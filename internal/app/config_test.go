@@ -55,6 +55,15 @@ func TestConfigRefusals(t *testing.T) {
 		"zero body limit": func(c *Config) { c.MaxBodyBytes = 0 },
 		"host with path":  func(c *Config) { c.Registries = []Registry{{Host: "a/b"}} },
 		"two secrets":     func(c *Config) { c.Registries = []Registry{{Host: "a", PasswordEnv: "X", TokenEnv: "Y"}} },
+		// Replicas on one index MUST share one audit log and its key.
+		"replicas, each its own log": func(c *Config) {
+			c.DatabaseURL, c.EmbeddedRegistry.Enabled, c.Registries = "postgres://db/x", false, []Registry{{Host: "r"}}
+		},
+		"shared log without a shared key": func(c *Config) { c.LogDatabaseURL = "mysql://u@db:3306/log" },
+		"log url not mysql":               func(c *Config) { c.LogDatabaseURL, c.LogKeyFile = "postgres://db/log", "/k" },
+		"two logs":                        func(c *Config) { c.LogDatabaseURL, c.LogKeyFile, c.LogDir = "mysql://u@db/log", "/k", "/var/log" },
+		"origin with a space":             func(c *Config) { c.LogOrigin = "attestd log" },
+		"origin with a plus":              func(c *Config) { c.LogOrigin = "attestd+x" },
 	} {
 		c := Defaults()
 		mod(&c)
@@ -65,6 +74,16 @@ func TestConfigRefusals(t *testing.T) {
 	c := Defaults()
 	if err := c.Set("max-body-bytes", "lots"); err == nil {
 		t.Error("non-numeric limit accepted")
+	}
+	if err := c.Set("log-public", "maybe"); err == nil {
+		t.Error("log-public maybe accepted")
+	}
+	// What replicas set is accepted.
+	c = Defaults()
+	c.DatabaseURL, c.EmbeddedRegistry.Enabled, c.Registries = "postgres://db/x", false, []Registry{{Host: "r"}}
+	c.LogDatabaseURL, c.LogKeyFile, c.LogOrigin = "mysql://attestd:pw@db:3306/log", "/etc/attestd/log.key", "attestd/registry.example.com"
+	if err := c.Validate(); err != nil {
+		t.Errorf("a replica's log settings refused: %v", err)
 	}
 }
 

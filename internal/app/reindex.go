@@ -92,7 +92,18 @@ func Reindex(ctx context.Context, cfg Config, repos []string, progress service.R
 		return service.ReindexStats{}, err
 	}
 	defer regs.CloseIdleConnections()
-	rec := service.NewRecorder(db, log)
+	// Evidence found again is a new event: in the audit log too. (The
+	// POSIX log's file locks let this run while attestd serves.)
+	var opts []service.RecorderOption
+	if !cfg.UnsafeNoAuditLog {
+		l, _, err := openLog(ctx, cfg)
+		if err != nil {
+			return service.ReindexStats{}, err
+		}
+		defer func() { _ = l.Close(context.WithoutCancel(ctx)) }()
+		opts = append(opts, service.WithAuditLog(l))
+	}
+	rec := service.NewRecorder(db, log, opts...)
 	defer func() { _ = rec.Close(context.WithoutCancel(ctx)) }()
 	r := service.NewReindex(regs, service.NewEvidence(regs, set), rec)
 	return r.Run(ctx, names, repos, progress)

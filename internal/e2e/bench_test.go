@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,4 +279,69 @@ func BenchmarkSBOMVsSyftCLI(b *testing.B) {
 	b.ReportMetric(float64(cli.Microseconds())/n/1000, "syft-cli-ms")
 	b.ReportMetric(float64(ours)/float64(cli), "attestd/syft-ratio")
 	b.ReportMetric(float64(repeat.Microseconds())/n/1000, "repeat-ms")
+}
+
+// BenchmarkSignLogOnOff measures sign throughput (fresh digests, 8
+// concurrent callers, both copies written) with the audit log on and, as
+// the baseline in the same run, off (the index alone records). The goal:
+// the log costs at most 10%.
+func BenchmarkSignLogOnOff(b *testing.B) {
+	ctx := context.Background()
+	const callers, perRound = 8, 16
+	type side struct {
+		cl      *client.Client
+		digests []string
+		took    time.Duration
+	}
+	start := func(off bool) *side {
+		s := testenv.Start(b, func(c *app.Config) { c.UnsafeNoAuditLog = off })
+		signer := s.Token(b, "signer")
+		sd := &side{cl: s.Client(b, signer)}
+		auth := &authn.Basic{Username: "ci", Password: signer}
+		for i := range b.N * perRound {
+			_, d, _ := testenv.PushRandom(b, s.RegistryHost, fmt.Sprintf("bench/log%d", i), auth)
+			sd.digests = append(sd.digests, d.String())
+		}
+		return sd
+	}
+	on, off := start(false), start(true)
+	round := func(sd *side, i int) {
+		t0 := time.Now()
+		work := make(chan string, perRound)
+		for _, d := range sd.digests[i*perRound : (i+1)*perRound] {
+			work <- d
+		}
+		close(work)
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for d := range work {
+					if _, err := sd.cl.Sign(ctx, d); err != nil {
+						b.Error(err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		sd.took += time.Since(t0)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		// Alternate which goes first, so that neither always runs warmer.
+		if i%2 == 0 {
+			round(on, i)
+			round(off, i)
+		} else {
+			round(off, i)
+			round(on, i)
+		}
+	}
+	b.StopTimer()
+	n := float64(b.N * perRound)
+	onRate, offRate := n/on.took.Seconds(), n/off.took.Seconds()
+	b.ReportMetric(onRate, "signs/s-log-on")
+	b.ReportMetric(offRate, "signs/s-log-off")
+	b.ReportMetric(100*(1-onRate/offRate), "log-cost-%")
 }

@@ -184,7 +184,9 @@ func TestDrillKMSDown(t *testing.T) {
 func TestDrillDatabaseDown(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	reg := testenv.StartDockerRegistry(t)
+	log := testenv.WithSharedLog(t)
 	s := testenv.Start(t, func(c *app.Config) {
+		log(c)
 		c.DatabaseURL, c.EmbeddedRegistry.Enabled = pg.URL, false
 		c.Registries = []app.Registry{{Host: reg.Host}}
 		c.RequestTimeout = 3 * time.Second

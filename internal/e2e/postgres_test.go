@@ -47,7 +47,9 @@ func TestSBOMJobsOnPostgres(t *testing.T) {
 	host := strings.TrimPrefix(reg.URL, "http://")
 	kms := testenv.StartLocalKMS(t)
 	key := kms.CreateKey(t, "sbom-jobs")
+	log := sharedLog(t)
 	cfg := func(c *app.Config) {
+		log(c)
 		c.DatabaseURL, c.EmbeddedRegistry.Enabled = url, false
 		c.Registries = []app.Registry{{Host: host}}
 		c.Keys = []app.KeyConfig{{Name: "release", URI: key}}

@@ -52,7 +52,9 @@ func TestReplicasShareState(t *testing.T) {
 	url := freshDatabase(t)
 	kms := testenv.StartLocalKMS(t)
 	aURI, bURI := kms.CreateKey(t, "replica-a"), kms.CreateKey(t, "replica-b")
+	log := sharedLog(t)
 	cfg := func(c *app.Config) {
+		log(c)
 		c.DatabaseURL, c.EmbeddedRegistry.Enabled = url, false
 		c.Registries = []app.Registry{{Host: host}}
 		c.Keys = []app.KeyConfig{{Name: "a", URI: aURI}, {Name: "b", URI: bURI}}
@@ -138,7 +140,9 @@ func TestReplicasConcurrentWritesOneDigest(t *testing.T) {
 	url := freshDatabase(t)
 	kms := testenv.StartLocalKMS(t)
 	aURI, bURI := kms.CreateKey(t, "race-a"), kms.CreateKey(t, "race-b")
+	log := sharedLog(t)
 	cfg := func(c *app.Config) {
+		log(c)
 		c.DatabaseURL, c.EmbeddedRegistry.Enabled = url, false
 		c.Registries = []app.Registry{{Host: host}}
 		c.Keys = []app.KeyConfig{{Name: "a", URI: aURI}, {Name: "b", URI: bURI}}

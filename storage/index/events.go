@@ -40,6 +40,9 @@ type Event struct {
 	// OnlyIfNew skips the event when none of its evidence rows is new
 	// (reindex: evidence found again is not a new event).
 	OnlyIfNew bool
+	// LogIndex is the event's index in the audit log, nil until it is
+	// sequenced there; it is set when the event is read back.
+	LogIndex *int64
 }
 
 // Evidence is one copy of a signature or attestation in a registry: the
@@ -63,9 +66,11 @@ type Evidence struct {
 }
 
 // Appended counts what AppendEvents wrote: events (OnlyIfNew events may be
-// skipped) and evidence rows not recorded before.
+// skipped) and evidence rows not recorded before. IDs are the ids of the
+// events written, in order.
 type Appended struct {
 	Events, Evidence int
+	IDs              []string
 }
 
 // AppendEvents writes events, with their evidence rows and decisions, in
@@ -122,6 +127,7 @@ func (d *DB) appendEvents(ctx context.Context, tx *sql.Tx, evs []Event) (Appende
 			return Appended{}, fmt.Errorf("record event: %w", err)
 		}
 		out.Events++
+		out.IDs = append(out.IDs, e.ID)
 	}
 	return out, nil
 }
@@ -134,6 +140,8 @@ type EventFilter struct {
 	After int64
 	// Limit caps the page; zero means 100.
 	Limit int
+	// Unlogged selects only events not yet in the audit log.
+	Unlogged bool
 }
 
 // Events returns the events selected by f, oldest first.
@@ -165,12 +173,15 @@ func (d *DB) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 	if !f.Until.IsZero() {
 		add("at < ?", f.Until.UTC())
 	}
+	if f.Unlogged {
+		where = append(where, "log_index IS NULL")
+	}
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
 	args = append(args, f.Limit)
 	rows, err := d.db.QueryContext(ctx, d.q(`SELECT seq, id, kind, at, repository, digest, tags, actor_id, actor_name, actor_kind,
-		key_id, key_name, key_version, predicate_type, request_id, locations, detail
+		key_id, key_name, key_version, predicate_type, request_id, locations, detail, log_index
 		FROM events WHERE `+strings.Join(where, " AND ")+` ORDER BY seq LIMIT ?`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
@@ -180,9 +191,13 @@ func (d *DB) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 	for rows.Next() {
 		var e Event
 		var tags, locs, detail string
+		var logIndex sql.NullInt64
 		if err := rows.Scan(&e.Seq, &e.ID, &e.Kind, &e.At, &e.Repository, &e.Digest, &tags, &e.ActorID, &e.ActorName, &e.ActorKind,
-			&e.KeyID, &e.KeyName, &e.KeyVersion, &e.PredicateType, &e.RequestID, &locs, &detail); err != nil {
+			&e.KeyID, &e.KeyName, &e.KeyVersion, &e.PredicateType, &e.RequestID, &locs, &detail, &logIndex); err != nil {
 			return nil, fmt.Errorf("read event: %w", err)
+		}
+		if logIndex.Valid {
+			e.LogIndex = &logIndex.Int64
 		}
 		e.At = e.At.UTC()
 		if err := json.Unmarshal([]byte(tags), &e.Tags); err != nil {
@@ -192,6 +207,38 @@ func (d *DB) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// SetLogIndexes records where events are in the audit log: ids[i] at
+// indexes[i], in one transaction. An event that has its index already
+// keeps it (an event appended twice is named by its first index).
+func (d *DB) SetLogIndexes(ctx context.Context, ids []string, indexes []int64) error {
+	if len(ids) != len(indexes) {
+		return fmt.Errorf("set log indexes: %d ids, %d indexes", len(ids), len(indexes))
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return d.tx(ctx, func(tx *sql.Tx) error {
+		for i, id := range ids {
+			if _, err := tx.ExecContext(ctx, d.q(`UPDATE events SET log_index = ? WHERE id = ? AND log_index IS NULL`), indexes[i], id); err != nil {
+				return fmt.Errorf("set log index of %s: %w", id, err)
+			}
+		}
+		return nil
+	})
+}
+
+// MaxLogIndex is the highest audit log index an event has, -1 for none.
+func (d *DB) MaxLogIndex(ctx context.Context) (int64, error) {
+	var n sql.NullInt64
+	if err := d.db.QueryRowContext(ctx, `SELECT MAX(log_index) FROM events`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("max log index: %w", err)
+	}
+	if !n.Valid {
+		return -1, nil
+	}
+	return n.Int64, nil
 }
 
 // EvidenceFilter selects evidence rows; zero fields select everything.

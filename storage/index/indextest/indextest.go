@@ -26,6 +26,7 @@ func Run(t *testing.T, open Opener) {
 		"keys and revisions": keys,
 		"policies":           policies,
 		"events":             events,
+		"log indexes":        logIndexes,
 		"evidence":           evidence,
 		"decisions":          decisions,
 		"sboms":              sboms,
@@ -198,6 +199,44 @@ func events(t *testing.T, open Opener) {
 		if err != nil || len(got) != tc.want {
 			t.Errorf("%s: %d events, %v; want %d", name, len(got), err, tc.want)
 		}
+	}
+}
+
+// logIndexes: events are written without an audit log index, get one once,
+// and the ones still without are found, oldest first.
+func logIndexes(t *testing.T, open Opener) {
+	db, reopen := open(t)
+	t0 := time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
+	var evs []index.Event
+	for i := range 5 {
+		evs = append(evs, event(fmt.Sprintf("l%d", i), "signature.created", "sha256:aa", "ci", t0.Add(time.Duration(i)*time.Second)))
+	}
+	n, err := db.AppendEvents(ctx, evs)
+	if err != nil || len(n.IDs) != 5 || n.IDs[4] != "l4" {
+		t.Fatalf("AppendEvents ids = %v, %v", n.IDs, err)
+	}
+	if max, err := db.MaxLogIndex(ctx); err != nil || max != -1 {
+		t.Errorf("MaxLogIndex of a log-less index = %d, %v", max, err)
+	}
+	must(t, db.SetLogIndexes(ctx, []string{"l0", "l2"}, []int64{10, 11}))
+	// An event keeps the index it has: the later of two appends does not move it.
+	must(t, db.SetLogIndexes(ctx, []string{"l0"}, []int64{12}))
+	if err := db.SetLogIndexes(ctx, []string{"l1"}, []int64{10}); err == nil {
+		t.Error("two events given one log index")
+	}
+	db = reopen()
+	all, err := db.Events(ctx, index.EventFilter{Limit: 10})
+	must(t, err)
+	if all[0].LogIndex == nil || *all[0].LogIndex != 10 || all[1].LogIndex != nil || all[2].LogIndex == nil || *all[2].LogIndex != 11 {
+		t.Errorf("log indexes read back: %v %v %v", all[0].LogIndex, all[1].LogIndex, all[2].LogIndex)
+	}
+	un, err := db.Events(ctx, index.EventFilter{Unlogged: true, Until: t0.Add(4 * time.Second), Limit: 10})
+	must(t, err)
+	if len(un) != 2 || un[0].ID != "l1" || un[1].ID != "l3" {
+		t.Errorf("unlogged events before l4: %+v", un)
+	}
+	if max, err := db.MaxLogIndex(ctx); err != nil || max != 11 {
+		t.Errorf("MaxLogIndex = %d, %v", max, err)
 	}
 }
 
