@@ -102,7 +102,7 @@ func settingFlags(c *cobra.Command) {
 		if s.Flag == "" || s.Flag == "config" {
 			continue
 		}
-		f.String(s.Flag, defaultOf(d, s.Flag), s.Help+" (env "+s.Env+")")
+		f.String(s.Flag, d.Get(s.Flag), s.Help+" (env "+s.Env+")")
 	}
 }
 
@@ -132,58 +132,6 @@ func loadConfig(c *cobra.Command) (app.Config, error) {
 		}
 	}
 	return cfg, nil
-}
-
-func defaultOf(d app.Config, flag string) string {
-	switch flag {
-	case "listen":
-		return d.Listen
-	case "data-dir":
-		return d.DataDir
-	case "log-level":
-		return d.LogLevel
-	case "max-body-bytes":
-		return fmt.Sprint(d.MaxBodyBytes)
-	case "max-manifest-bytes":
-		return fmt.Sprint(d.MaxManifestBytes)
-	case "registry-read-budget":
-		return fmt.Sprint(d.RegistryReadBudget)
-	case "shutdown-timeout":
-		return d.ShutdownTimeout.String()
-	case "embedded-registry":
-		return fmt.Sprint(d.EmbeddedRegistry.Enabled)
-	case "kms-timeout":
-		return d.KMSTimeout.String()
-	case "max-predicate-bytes":
-		return fmt.Sprint(d.MaxPredicateBytes)
-	case "builder-id":
-		return d.BuilderID
-	case "sbom-workers":
-		return fmt.Sprint(d.SBOMWorkers)
-	case "sbom-max-bytes":
-		return fmt.Sprint(d.SBOMMaxBytes)
-	case "sbom-timeout":
-		return d.SBOMTimeout.String()
-	case "gate-timeout":
-		return d.GateTimeout.String()
-	case "admission-deadline":
-		return d.AdmissionDeadline.String()
-	case "admission-unknown-kinds":
-		return d.AdmissionUnknownKinds
-	case "request-timeout":
-		return d.RequestTimeout.String()
-	case "upload-timeout":
-		return d.UploadTimeout.String()
-	case "verdict-ttl":
-		return d.VerdictTTL.String()
-	case "max-upload-bytes":
-		return fmt.Sprint(d.MaxUploadBytes)
-	case "max-decompression-ratio":
-		return fmt.Sprint(d.MaxDecompressionRatio)
-	case "log-public":
-		return fmt.Sprint(d.LogPublic)
-	}
-	return ""
 }
 
 func serve(ctx context.Context, cfg app.Config) error {

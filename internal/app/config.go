@@ -195,51 +195,165 @@ func Defaults() Config {
 	}
 }
 
-// Setting documents one setting for --help and the README.
+// Setting is one setting: its flag, environment variable and YAML key, its
+// help, and how it is read from and written to a Config. Every setting is
+// declared once, here; --help, the flags, the environment and the README
+// table all come from this list.
 type Setting struct {
 	Flag, Env, YAML, Help string
+
+	set func(c *Config, v string) error
+	get func(c *Config) string
 }
 
 // Settings lists every setting with its flag, environment variable and YAML key.
 var Settings = []Setting{
-	{"config", "ATTESTD_CONFIG", "", "YAML config file; env and flags override it"},
-	{"listen", "ATTESTD_LISTEN", "listen", "address of the HTTP listener (API and embedded registry)"},
-	{"data-dir", "ATTESTD_DATA_DIR", "data_dir", "data directory: index, key, admin token, registry blobs"},
-	{"log-level", "ATTESTD_LOG_LEVEL", "log_level", "debug, info, warn or error"},
-	{"max-body-bytes", "ATTESTD_MAX_BODY_BYTES", "max_body_bytes", "cap on JSON request bodies (413 above it)"},
-	{"max-manifest-bytes", "ATTESTD_MAX_MANIFEST_BYTES", "max_manifest_bytes", "cap on each manifest read from a registry"},
-	{"registry-read-budget", "ATTESTD_REGISTRY_READ_BUDGET", "registry_read_budget", "cap on the bytes of registry responses read into memory at once, over all requests (default 256 MiB)"},
-	{"shutdown-timeout", "ATTESTD_SHUTDOWN_TIMEOUT", "shutdown_timeout", "bound on graceful shutdown"},
-	{"embedded-registry", "ATTESTD_EMBEDDED_REGISTRY", "embedded_registry.enabled", "serve the embedded OCI registry under /v2/"},
-	{"registry-host", "ATTESTD_REGISTRY_HOST", "embedded_registry.host", "name of the embedded registry in image references (default localhost:<port>)"},
-	{"registries", "ATTESTD_REGISTRIES", "registries[].host", "comma-separated external registry hosts attestd may use (YAML adds credentials and insecure)"},
-	{"docker-config", "ATTESTD_DOCKER_CONFIG", "docker_config", "docker config.json with registry credentials"},
-	{"keys", "ATTESTD_KEYS", "keys[].name, keys[].uri", "signing keys as name=uri, comma-separated (file://, awskms://, gcpkms://, azurekms://, hashivault://)"},
-	{"default-key", "ATTESTD_DEFAULT_KEY", "default_key", "key used when a request names none (default: the first key)"},
-	{"kms-timeout", "ATTESTD_KMS_TIMEOUT", "kms_timeout", "deadline of one KMS call; each call is tried 3 times with backoff"},
-	{"max-predicate-bytes", "ATTESTD_MAX_PREDICATE_BYTES", "max_predicate_bytes", "cap on an attestation's predicate (413 above it; default 32 MiB)"},
-	{"builder-id", "ATTESTD_BUILDER_ID", "builder_id", "SLSA builder id written into the provenance attestd generates"},
-	{"policy-files", "ATTESTD_POLICY_FILES", "policy_files", "gate policy files, comma-separated, loaded at start"},
-	{"gate-timeout", "ATTESTD_GATE_TIMEOUT", "gate_timeout", "bound on one gate decision; past it: deny"},
-	{"admission-deadline", "ATTESTD_ADMISSION_DEADLINE", "admission_deadline", "bound on one admission review, under the webhook timeout"},
-	{"admission-unknown-kinds", "ATTESTD_ADMISSION_UNKNOWN_KINDS", "admission_unknown_kinds", "deny (default) or allow objects of kinds attestd does not check"},
-	{"request-timeout", "ATTESTD_REQUEST_TIMEOUT", "request_timeout", "bound on every API request but uploads, registry calls included (503 past it; default 1m)"},
-	{"upload-timeout", "ATTESTD_UPLOAD_TIMEOUT", "upload_timeout", "bound on one artifact upload (default 1h)"},
-	{"verdict-ttl", "ATTESTD_VERDICT_TTL", "verdict_ttl", "how long a verdict is reused (same digest, policy and key-set revisions)"},
-	{"database-url", "ATTESTD_DATABASE_URL", "database_url", "PostgreSQL URL of the index and the job queue, shared by replicas (default: SQLite in the data dir); needs external registries"},
-	{"jobs-database-url", "ATTESTD_JOBS_DATABASE_URL", "jobs_database_url", "deprecated name of --database-url"},
-	{"sbom-workers", "ATTESTD_SBOM_WORKERS", "sbom_workers", "concurrent SBOM jobs in this process"},
-	{"sbom-max-bytes", "ATTESTD_SBOM_MAX_BYTES", "sbom_max_bytes", "cap on an image's compressed layers for cataloging (default 8 GiB)"},
-	{"sbom-timeout", "ATTESTD_SBOM_TIMEOUT", "sbom_timeout", "cap on one cataloging attempt (default 15m)"},
-	{"max-upload-bytes", "ATTESTD_MAX_UPLOAD_BYTES", "max_upload_bytes", "cap on an artifact upload, as sent and decompressed (413 above it; default 4 GiB)"},
-	{"max-decompression-ratio", "ATTESTD_MAX_DECOMPRESSION_RATIO", "max_decompression_ratio", "cap on how far a gzipped upload may expand (default 50:1)"},
-	{"", "", "oidc.issuers[], oidc.rules[]", "CI workload identities (OIDC ID tokens): pinned issuers and the rules that grant them (YAML only)"},
-	{"log-dir", "ATTESTD_LOG_DIR", "log_dir", "directory of the POSIX audit log (default: log in the data dir)"},
-	{"log-database-url", "ATTESTD_LOG_DATABASE_URL", "log_database_url", "MySQL/MariaDB URL (mysql://user:pw@host:port/db) of the audit log replicas share; needs log_key_file"},
-	{"log-key-file", "ATTESTD_LOG_KEY_FILE", "log_key_file", "Ed25519 note key checkpoints are signed with (default: log.key in the data dir, generated 0600); replicas share one"},
-	{"log-origin", "ATTESTD_LOG_ORIGIN", "log_origin", "origin line of the log's checkpoints (default: the key's, or attestd/<registry host or hostname>)"},
-	{"log-public", "ATTESTD_LOG_PUBLIC", "log_public", "serve /log/ and the log proofs to anonymous readers (default false: auditor token)"},
-	{"", "ATTESTD_KEY_PASSWORD", "", "password of the local key; default: a generated 0600 file in the data dir"},
+	{Flag: "config", Env: "ATTESTD_CONFIG", YAML: "", Help: "YAML config file; env and flags override it"},
+	str("listen", "ATTESTD_LISTEN", "listen", "address of the HTTP listener (API and embedded registry)", func(c *Config) *string { return &c.Listen }),
+	str("data-dir", "ATTESTD_DATA_DIR", "data_dir", "data directory: index, key, admin token, registry blobs", func(c *Config) *string { return &c.DataDir }),
+	str("log-level", "ATTESTD_LOG_LEVEL", "log_level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
+	i64("max-body-bytes", "ATTESTD_MAX_BODY_BYTES", "max_body_bytes", "cap on JSON request bodies (413 above it)", func(c *Config) *int64 { return &c.MaxBodyBytes }),
+	i64("max-manifest-bytes", "ATTESTD_MAX_MANIFEST_BYTES", "max_manifest_bytes", "cap on each manifest read from a registry", func(c *Config) *int64 { return &c.MaxManifestBytes }),
+	i64("registry-read-budget", "ATTESTD_REGISTRY_READ_BUDGET", "registry_read_budget", "cap on the bytes of registry responses read into memory at once, over all requests (default 256 MiB)", func(c *Config) *int64 { return &c.RegistryReadBudget }),
+	dur("shutdown-timeout", "ATTESTD_SHUTDOWN_TIMEOUT", "shutdown_timeout", "bound on graceful shutdown", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+	boolean("embedded-registry", "ATTESTD_EMBEDDED_REGISTRY", "embedded_registry.enabled", "serve the embedded OCI registry under /v2/", func(c *Config) *bool { return &c.EmbeddedRegistry.Enabled }),
+	str("registry-host", "ATTESTD_REGISTRY_HOST", "embedded_registry.host", "name of the embedded registry in image references (default localhost:<port>)", func(c *Config) *string { return &c.EmbeddedRegistry.Host }),
+	registriesSetting("registries", "ATTESTD_REGISTRIES", "registries[].host", "comma-separated external registry hosts attestd may use (YAML adds credentials and insecure)"),
+	str("docker-config", "ATTESTD_DOCKER_CONFIG", "docker_config", "docker config.json with registry credentials", func(c *Config) *string { return &c.DockerConfig }),
+	keysSetting("keys", "ATTESTD_KEYS", "keys[].name, keys[].uri", "signing keys as name=uri, comma-separated (file://, awskms://, gcpkms://, azurekms://, hashivault://)"),
+	str("default-key", "ATTESTD_DEFAULT_KEY", "default_key", "key used when a request names none (default: the first key)", func(c *Config) *string { return &c.DefaultKey }),
+	dur("kms-timeout", "ATTESTD_KMS_TIMEOUT", "kms_timeout", "deadline of one KMS call; each call is tried 3 times with backoff", func(c *Config) *time.Duration { return &c.KMSTimeout }),
+	i64("max-predicate-bytes", "ATTESTD_MAX_PREDICATE_BYTES", "max_predicate_bytes", "cap on an attestation's predicate (413 above it; default 32 MiB)", func(c *Config) *int64 { return &c.MaxPredicateBytes }),
+	str("builder-id", "ATTESTD_BUILDER_ID", "builder_id", "SLSA builder id written into the provenance attestd generates", func(c *Config) *string { return &c.BuilderID }),
+	list("policy-files", "ATTESTD_POLICY_FILES", "policy_files", "gate policy files, comma-separated, loaded at start", func(c *Config) *[]string { return &c.PolicyFiles }),
+	dur("gate-timeout", "ATTESTD_GATE_TIMEOUT", "gate_timeout", "bound on one gate decision; past it: deny", func(c *Config) *time.Duration { return &c.GateTimeout }),
+	dur("admission-deadline", "ATTESTD_ADMISSION_DEADLINE", "admission_deadline", "bound on one admission review, under the webhook timeout", func(c *Config) *time.Duration { return &c.AdmissionDeadline }),
+	str("admission-unknown-kinds", "ATTESTD_ADMISSION_UNKNOWN_KINDS", "admission_unknown_kinds", "deny (default) or allow objects of kinds attestd does not check", func(c *Config) *string { return &c.AdmissionUnknownKinds }),
+	dur("request-timeout", "ATTESTD_REQUEST_TIMEOUT", "request_timeout", "bound on every API request but uploads, registry calls included (503 past it; default 1m)", func(c *Config) *time.Duration { return &c.RequestTimeout }),
+	dur("upload-timeout", "ATTESTD_UPLOAD_TIMEOUT", "upload_timeout", "bound on one artifact upload (default 1h)", func(c *Config) *time.Duration { return &c.UploadTimeout }),
+	dur("verdict-ttl", "ATTESTD_VERDICT_TTL", "verdict_ttl", "how long a verdict is reused (same digest, policy and key-set revisions)", func(c *Config) *time.Duration { return &c.VerdictTTL }),
+	str("database-url", "ATTESTD_DATABASE_URL", "database_url", "PostgreSQL URL of the index and the job queue, shared by replicas (default: SQLite in the data dir); needs external registries", func(c *Config) *string { return &c.DatabaseURL }),
+	str("jobs-database-url", "ATTESTD_JOBS_DATABASE_URL", "jobs_database_url", "deprecated name of --database-url", func(c *Config) *string { return &c.JobsDatabaseURL }),
+	integer("sbom-workers", "ATTESTD_SBOM_WORKERS", "sbom_workers", "concurrent SBOM jobs in this process", func(c *Config) *int { return &c.SBOMWorkers }),
+	i64("sbom-max-bytes", "ATTESTD_SBOM_MAX_BYTES", "sbom_max_bytes", "cap on an image's compressed layers for cataloging (default 8 GiB)", func(c *Config) *int64 { return &c.SBOMMaxBytes }),
+	dur("sbom-timeout", "ATTESTD_SBOM_TIMEOUT", "sbom_timeout", "cap on one cataloging attempt (default 15m)", func(c *Config) *time.Duration { return &c.SBOMTimeout }),
+	i64("max-upload-bytes", "ATTESTD_MAX_UPLOAD_BYTES", "max_upload_bytes", "cap on an artifact upload, as sent and decompressed (413 above it; default 4 GiB)", func(c *Config) *int64 { return &c.MaxUploadBytes }),
+	i64("max-decompression-ratio", "ATTESTD_MAX_DECOMPRESSION_RATIO", "max_decompression_ratio", "cap on how far a gzipped upload may expand (default 50:1)", func(c *Config) *int64 { return &c.MaxDecompressionRatio }),
+	{Flag: "", Env: "", YAML: "oidc.issuers[], oidc.rules[]", Help: "CI workload identities (OIDC ID tokens): pinned issuers and the rules that grant them (YAML only)"},
+	str("log-dir", "ATTESTD_LOG_DIR", "log_dir", "directory of the POSIX audit log (default: log in the data dir)", func(c *Config) *string { return &c.LogDir }),
+	str("log-database-url", "ATTESTD_LOG_DATABASE_URL", "log_database_url", "MySQL/MariaDB URL (mysql://user:pw@host:port/db) of the audit log replicas share; needs log_key_file", func(c *Config) *string { return &c.LogDatabaseURL }),
+	str("log-key-file", "ATTESTD_LOG_KEY_FILE", "log_key_file", "Ed25519 note key checkpoints are signed with (default: log.key in the data dir, generated 0600); replicas share one", func(c *Config) *string { return &c.LogKeyFile }),
+	str("log-origin", "ATTESTD_LOG_ORIGIN", "log_origin", "origin line of the log's checkpoints (default: the key's, or attestd/<registry host or hostname>)", func(c *Config) *string { return &c.LogOrigin }),
+	boolean("log-public", "ATTESTD_LOG_PUBLIC", "log_public", "serve /log/ and the log proofs to anonymous readers (default false: auditor token)", func(c *Config) *bool { return &c.LogPublic }),
+	{Flag: "", Env: "ATTESTD_KEY_PASSWORD", YAML: "", Help: "password of the local key; default: a generated 0600 file in the data dir"},
+}
+
+func str(flag, env, yaml, help string, f func(*Config) *string) Setting {
+	return Setting{Flag: flag, Env: env, YAML: yaml, Help: help,
+		set: func(c *Config, v string) error { *f(c) = v; return nil },
+		get: func(c *Config) string { return *f(c) }}
+}
+
+func i64(flag, env, yaml, help string, f func(*Config) *int64) Setting {
+	return Setting{Flag: flag, Env: env, YAML: yaml, Help: help,
+		set: func(c *Config, v string) (err error) { *f(c), err = strconv.ParseInt(v, 10, 64); return err },
+		get: func(c *Config) string { return strconv.FormatInt(*f(c), 10) }}
+}
+
+func integer(flag, env, yaml, help string, f func(*Config) *int) Setting {
+	return Setting{Flag: flag, Env: env, YAML: yaml, Help: help,
+		set: func(c *Config, v string) (err error) { *f(c), err = strconv.Atoi(v); return err },
+		get: func(c *Config) string { return strconv.Itoa(*f(c)) }}
+}
+
+func dur(flag, env, yaml, help string, f func(*Config) *time.Duration) Setting {
+	return Setting{Flag: flag, Env: env, YAML: yaml, Help: help,
+		set: func(c *Config, v string) (err error) { *f(c), err = time.ParseDuration(v); return err },
+		get: func(c *Config) string { return f(c).String() }}
+}
+
+func boolean(flag, env, yaml, help string, f func(*Config) *bool) Setting {
+	return Setting{Flag: flag, Env: env, YAML: yaml, Help: help,
+		set: func(c *Config, v string) (err error) { *f(c), err = strconv.ParseBool(v); return err },
+		get: func(c *Config) string { return strconv.FormatBool(*f(c)) }}
+}
+
+// list appends comma-separated values.
+func list(flag, env, yaml, help string, f func(*Config) *[]string) Setting {
+	return Setting{Flag: flag, Env: env, YAML: yaml, Help: help,
+		set: func(c *Config, v string) error {
+			for _, x := range strings.Split(v, ",") {
+				if x = strings.TrimSpace(x); x != "" {
+					*f(c) = append(*f(c), x)
+				}
+			}
+			return nil
+		},
+		get: func(c *Config) string { return strings.Join(*f(c), ",") }}
+}
+
+// registriesSetting adds comma-separated hosts not configured yet.
+func registriesSetting(flag, env, yaml, help string) Setting {
+	return Setting{Flag: flag, Env: env, YAML: yaml, Help: help,
+		set: func(c *Config, v string) error {
+			for _, h := range strings.Split(v, ",") {
+				if h = strings.TrimSpace(h); h != "" && !c.hasRegistry(h) {
+					c.Registries = append(c.Registries, Registry{Host: h})
+				}
+			}
+			return nil
+		},
+		get: func(c *Config) string {
+			hs := make([]string, 0, len(c.Registries))
+			for _, r := range c.Registries {
+				hs = append(hs, r.Host)
+			}
+			return strings.Join(hs, ",")
+		}}
+}
+
+// keysSetting adds comma-separated name=uri keys.
+func keysSetting(flag, env, yaml, help string) Setting {
+	return Setting{Flag: flag, Env: env, YAML: yaml, Help: help,
+		set: func(c *Config, v string) error {
+			for _, kv := range strings.Split(v, ",") {
+				if strings.TrimSpace(kv) == "" {
+					continue
+				}
+				n, uri, ok := strings.Cut(strings.TrimSpace(kv), "=")
+				if !ok || n == "" || uri == "" {
+					return fmt.Errorf("%q: want name=uri", kv)
+				}
+				c.Keys = append(c.Keys, KeyConfig{Name: n, URI: uri})
+			}
+			return nil
+		},
+		get: func(c *Config) string {
+			ks := make([]string, 0, len(c.Keys))
+			for _, k := range c.Keys {
+				ks = append(ks, k.Name+"="+k.URI)
+			}
+			return strings.Join(ks, ",")
+		}}
+}
+
+// setting returns the setting of flag.
+func setting(flag string) (Setting, bool) {
+	for _, s := range Settings {
+		if s.Flag == flag && s.set != nil {
+			return s, true
+		}
+	}
+	return Setting{}, false
+}
+
+// Get returns one setting of c by its flag name, as a flag value.
+func (c *Config) Get(flag string) string {
+	s, ok := setting(flag)
+	if !ok {
+		return ""
+	}
+	return s.get(c)
 }
 
 // LoadFile reads a YAML config over c. Unknown keys are an error.
@@ -259,96 +373,11 @@ func (c *Config) LoadFile(path string) error {
 
 // Set applies one setting by its flag name, from a flag or environment value.
 func (c *Config) Set(flag, v string) error {
-	var err error
-	switch flag {
-	case "listen":
-		c.Listen = v
-	case "data-dir":
-		c.DataDir = v
-	case "log-level":
-		c.LogLevel = v
-	case "max-body-bytes":
-		c.MaxBodyBytes, err = strconv.ParseInt(v, 10, 64)
-	case "max-manifest-bytes":
-		c.MaxManifestBytes, err = strconv.ParseInt(v, 10, 64)
-	case "registry-read-budget":
-		c.RegistryReadBudget, err = strconv.ParseInt(v, 10, 64)
-	case "shutdown-timeout":
-		c.ShutdownTimeout, err = time.ParseDuration(v)
-	case "embedded-registry":
-		c.EmbeddedRegistry.Enabled, err = strconv.ParseBool(v)
-	case "registry-host":
-		c.EmbeddedRegistry.Host = v
-	case "registries":
-		for _, h := range strings.Split(v, ",") {
-			if h = strings.TrimSpace(h); h != "" && !c.hasRegistry(h) {
-				c.Registries = append(c.Registries, Registry{Host: h})
-			}
-		}
-	case "docker-config":
-		c.DockerConfig = v
-	case "keys":
-		for _, kv := range strings.Split(v, ",") {
-			n, uri, ok := strings.Cut(strings.TrimSpace(kv), "=")
-			if !ok || n == "" || uri == "" {
-				return fmt.Errorf("setting keys: %q: want name=uri", kv)
-			}
-			c.Keys = append(c.Keys, KeyConfig{Name: n, URI: uri})
-		}
-	case "default-key":
-		c.DefaultKey = v
-	case "kms-timeout":
-		c.KMSTimeout, err = time.ParseDuration(v)
-	case "max-predicate-bytes":
-		c.MaxPredicateBytes, err = strconv.ParseInt(v, 10, 64)
-	case "builder-id":
-		c.BuilderID = v
-	case "policy-files":
-		for _, f := range strings.Split(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				c.PolicyFiles = append(c.PolicyFiles, f)
-			}
-		}
-	case "gate-timeout":
-		c.GateTimeout, err = time.ParseDuration(v)
-	case "admission-deadline":
-		c.AdmissionDeadline, err = time.ParseDuration(v)
-	case "admission-unknown-kinds":
-		c.AdmissionUnknownKinds = v
-	case "request-timeout":
-		c.RequestTimeout, err = time.ParseDuration(v)
-	case "upload-timeout":
-		c.UploadTimeout, err = time.ParseDuration(v)
-	case "verdict-ttl":
-		c.VerdictTTL, err = time.ParseDuration(v)
-	case "database-url":
-		c.DatabaseURL = v
-	case "jobs-database-url":
-		c.JobsDatabaseURL = v
-	case "sbom-workers":
-		c.SBOMWorkers, err = strconv.Atoi(v)
-	case "sbom-max-bytes":
-		c.SBOMMaxBytes, err = strconv.ParseInt(v, 10, 64)
-	case "sbom-timeout":
-		c.SBOMTimeout, err = time.ParseDuration(v)
-	case "max-upload-bytes":
-		c.MaxUploadBytes, err = strconv.ParseInt(v, 10, 64)
-	case "max-decompression-ratio":
-		c.MaxDecompressionRatio, err = strconv.ParseInt(v, 10, 64)
-	case "log-dir":
-		c.LogDir = v
-	case "log-database-url":
-		c.LogDatabaseURL = v
-	case "log-key-file":
-		c.LogKeyFile = v
-	case "log-origin":
-		c.LogOrigin = v
-	case "log-public":
-		c.LogPublic, err = strconv.ParseBool(v)
-	default:
+	st, ok := setting(flag)
+	if !ok {
 		return fmt.Errorf("unknown setting %q", flag)
 	}
-	if err != nil {
+	if err := st.set(c, v); err != nil {
 		return fmt.Errorf("setting %s: %w", flag, err)
 	}
 	return nil
