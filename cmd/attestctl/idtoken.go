@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -43,17 +44,22 @@ func githubIDToken(ctx context.Context, reqURL, reqTok, audience string) (string
 	if err != nil {
 		return "", fmt.Errorf("ACTIONS_ID_TOKEN_REQUEST_URL: %w", err)
 	}
+	if u.Scheme != "https" && (u.Scheme != "http" || !isLoopback(u.Hostname())) {
+		return "", errors.New("ACTIONS_ID_TOKEN_REQUEST_URL: the runner's token URL must be https (the request carries its bearer token)")
+	}
 	q := u.Query()
 	q.Set("audience", audience)
 	u.RawQuery = q.Encode()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	// The URL is the runner's own (an environment variable GitHub sets), and
+	// only https or loopback: the request goes where the runner says.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil) //nolint:gosec // the runner names its token endpoint
 	if err != nil {
 		return "", err
 	}
 	req.Header.Set("Authorization", "Bearer "+reqTok)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req) //nolint:gosec // as above
 	if err != nil {
 		return "", fmt.Errorf("request an ID token from GitHub Actions: %w", err)
 	}
@@ -72,4 +78,14 @@ func githubIDToken(ctx context.Context, reqURL, reqTok, audience string) (string
 		return "", errors.New("GitHub Actions returned no ID token")
 	}
 	return out.Value, nil
+}
+
+// isLoopback says whether host is this machine (a test runner, or a proxy
+// on the runner itself).
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -409,6 +409,11 @@ func TestAttestctlCIIdentity(t *testing.T) {
 	if out, err := run(t, "", srv, "sign", d.String()); err == nil || !strings.Contains(err.Error(), "audience") {
 		t.Errorf("in GitHub Actions without an audience: %v\n%s", err, out)
 	}
+	t.Setenv("ACTIONS_ID_TOKEN_REQUEST_URL", "http://runner.example/token")
+	if out, err := run(t, "", srv, "--audience", "attestd.ci", "sign", d.String()); err == nil || !strings.Contains(err.Error(), "must be https") {
+		t.Errorf("a plain-http token URL off this machine would carry the runner's token in clear: %v\n%s", err, out)
+	}
+	t.Setenv("ACTIONS_ID_TOKEN_REQUEST_URL", runner.URL+"/token?api-version=2.0")
 	if out, err := run(t, "", srv, "--audience", "attestd.ci", "sign", d.String()); err != nil {
 		t.Fatalf("sign with the job's identity: %v\n%s", err, out)
 	}

@@ -68,7 +68,7 @@ func (is *issuer) verify(ctx context.Context, raw string) (*oidc.IDToken, error)
 // keys only. A key id it does not know triggers a refresh of the JWKS, at
 // most once per interval; the token's own key headers are never used.
 func (is *issuer) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, allAlgorithms)
+	jws, err := jose.ParseSignedCompact(raw, allAlgorithms)
 	if err != nil {
 		return nil, fmt.Errorf("parse JWS: %w", err)
 	}
