@@ -40,6 +40,11 @@ type Event struct {
 	// OnlyIfNew skips the event when none of its evidence rows is new
 	// (reindex: evidence found again is not a new event).
 	OnlyIfNew bool
+	// Provenance and SBOMs are what the event's attestations tell the
+	// artifact index; they are indexed in the same transaction, once, even
+	// when an OnlyIfNew event is skipped.
+	Provenance []Provenance
+	SBOMs      []SBOMDoc
 }
 
 // Evidence is one copy of a signature or attestation in a registry: the
@@ -63,9 +68,11 @@ type Evidence struct {
 }
 
 // Appended counts what AppendEvents wrote: events (OnlyIfNew events may be
-// skipped) and evidence rows not recorded before.
+// skipped), evidence rows not recorded before, and SBOM documents indexed
+// for the first time.
 type Appended struct {
 	Events, Evidence int
+	SBOMs            int
 }
 
 // AppendEvents writes events, with their evidence rows and decisions, in
@@ -98,6 +105,11 @@ func (d *DB) appendEvents(ctx context.Context, tx *sql.Tx, evs []Event) (Appende
 			}
 		}
 		out.Evidence += fresh
+		sboms, ierr := d.indexEvent(ctx, tx, e)
+		if ierr != nil {
+			return Appended{}, ierr
+		}
+		out.SBOMs += sboms
 		if e.OnlyIfNew && fresh == 0 {
 			continue
 		}
