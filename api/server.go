@@ -42,6 +42,13 @@ type Config struct {
 	SBOMs     *service.SBOMs
 	Artifacts *service.Artifacts
 	Audit     *service.Audit
+	// Reports, Search, Packages and Replay serve auditors: everything about
+	// a digest, search of artifacts and decisions, the package index, and
+	// policy replay.
+	Reports  *service.Reports
+	Search   *service.Search
+	Packages *service.Packages
+	Replay   *service.Replay
 	// Registry is the embedded registry handler, served under /v2/; nil for none.
 	Registry http.Handler
 	// RegistryHost is the embedded registry's name in image references:
@@ -112,6 +119,11 @@ func New(cfg Config) *echo.Echo {
 	v1.POST("/policies", putPolicy(cfg.Policies), limit, auth)
 	v1.DELETE("/policies/:name", deletePolicy(cfg.Policies), auth)
 	v1.GET("/events", listEvents(cfg.Audit), auth)
+	v1.GET("/artifacts", searchArtifacts(cfg.Search), auth)
+	v1.GET("/artifacts/:digest", artifactReport(cfg.Reports), auth)
+	v1.GET("/decisions", searchDecisions(cfg.Search), auth)
+	v1.GET("/packages", findPackages(cfg.Packages), auth)
+	v1.POST("/policies/replay", replayPolicy(cfg.Replay), limit, auth)
 	v1.POST("/tokens", createToken(cfg.Tokens), limit, auth, require(service.ActionManageTokens))
 	v1.GET("/tokens", listTokens(cfg.Tokens), auth, require(service.ActionManageTokens))
 	v1.DELETE("/tokens/:id", revokeToken(cfg.Tokens), auth, require(service.ActionManageTokens))
