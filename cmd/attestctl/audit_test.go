@@ -381,3 +381,96 @@ func mustTag(t *testing.T, s string) name.Tag {
 	}
 	return tag
 }
+
+// ciCycloneDX is a CycloneDX SBOM a CI system made of an image holding
+// Debian's bash (the same version as the SBOM test image's) and an RPM.
+const ciCycloneDX = `{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[
+ {"type":"library","name":"bash","version":"5.2.15-2+b2","purl":"pkg:deb/debian/bash@5.2.15-2%2Bb2?arch=amd64&distro=debian-12","licenses":[{"license":{"id":"GPL-3.0-or-later"}}]},
+ {"type":"library","name":"openssl-libs","version":"3.0.7-27.el9","purl":"pkg:rpm/redhat/openssl-libs@3.0.7-27.el9?arch=x86_64&epoch=1"}]}`
+
+// TestAuditPackagesOfTheSBOMImage: the SBOM attestd makes of the SBOM test
+// image (its dpkg database holds bash 5.2.15-2+b2) is indexed by package,
+// and so is a CycloneDX SBOM uploaded by CI: a range bash's version meets
+// lists both, with where they were admitted; a range it does not meet lists
+// neither.
+func TestAuditPackagesOfTheSBOMImage(t *testing.T) {
+	s := testenv.Start(t, nil)
+	srv, host := "--server="+s.URL, s.RegistryHost
+	signer := s.ScopedToken(t, []string{host + "/sbom/**"}, "signer")
+	auth := &authn.Basic{Username: "ci", Password: signer}
+	made := mustTag(t, host+"/sbom/app:v1")
+	img := testenv.SBOMImage(t)
+	if err := remote.Write(made, img, remote.WithAuth(auth)); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := img.Digest()
+	if out, err := run(t, signer, srv, "sbom", made.String(), "--wait"); err != nil || !strings.Contains(out, "completed") {
+		t.Fatalf("sbom --wait: %v\n%s", err, out)
+	}
+	_, ciDigest, _ := testenv.PushRandom(t, host, "sbom/ci", auth)
+	cdx := filepath.Join(t.TempDir(), "bom.json")
+	_ = os.WriteFile(cdx, []byte(ciCycloneDX), 0o600)
+	if out, err := run(t, signer, srv, "attest", ciDigest.String(), "--type", "cyclonedx", "--predicate", cdx); err != nil {
+		t.Fatalf("attest a CycloneDX SBOM: %v\n%s", err, out)
+	}
+	// The SBOM image is admitted in prod.
+	pol := filepath.Join(t.TempDir(), "prod.yaml")
+	_ = os.WriteFile(pol, []byte("name: prod\nmatch: {images: [\""+host+"/sbom/**\"], namespaces: [prod]}\nsignatures: {keys: [default]}\n"), 0o600)
+	if _, err := run(t, s.AdminToken, srv, "policy", "load", pol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, signer, srv, "sign", made.String()); err != nil {
+		t.Fatal(err)
+	}
+	review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","kind":{"group":"apps","version":"v1","kind":"Deployment"},` +
+		`"namespace":"prod","operation":"CREATE","object":{"metadata":{"name":"shell"},"spec":{"template":{"spec":{"containers":[{"name":"sh","image":"` + host + `/sbom/app@` + h.String() + `"}]}}}}}}`
+	if resp, err := s.Client(t, s.Token(t, "verifier")).Admission(context.Background(), []byte(review), false); err != nil || !strings.Contains(string(resp), `"allowed":true`) {
+		t.Fatalf("admission: %v\n%s", err, resp)
+	}
+
+	auditor := s.Token(t, "auditor")
+	out, err := run(t, auditor, srv, "audit", "packages", "pkg:deb/debian/bash", "--range", "vers:deb/<99", "-o", "json")
+	if err != nil {
+		t.Fatalf("audit packages: %v\n%s", err, out)
+	}
+	var page wire.PackagesResponse
+	_ = json.Unmarshal([]byte(out), &page)
+	found := map[string]wire.PackageMatch{}
+	for _, m := range page.Matches {
+		found[m.Digest] = m
+	}
+	if len(page.Matches) != 2 || page.Range != "vers:deb/<99" {
+		t.Fatalf("bash below 99: want the SBOM test image and the CI one:\n%s", out)
+	}
+	if m := found[h.String()]; len(m.Packages) != 1 || m.Packages[0].Version != "5.2.15-2+b2" || m.Packages[0].Type != "deb" ||
+		len(m.Admissions) != 1 || m.Admissions[0].Namespace != "prod" || m.Admissions[0].WorkloadKind != "Deployment" || m.Admissions[0].WorkloadName != "shell" {
+		t.Errorf("the SBOM test image (attestd's SPDX): %+v", m)
+	}
+	if m := found[ciDigest.DigestStr()]; len(m.Packages) != 1 || m.Packages[0].Version != "5.2.15-2+b2" || len(m.Admissions) != 0 {
+		t.Errorf("the CI image (its CycloneDX): %+v", m)
+	}
+	out, err = run(t, auditor, srv, "audit", "packages", "pkg:deb/debian/bash", "--range", "vers:deb/<99")
+	if err != nil || !strings.Contains(out, host+"/sbom/app@"+h.String()) || !strings.Contains(out, "ran in prod Deployment/shell") || !strings.Contains(out, "version 5.2.15-2+b2") {
+		t.Errorf("audit packages (text): %v\n%s", err, out)
+	}
+	for _, rng := range []string{"vers:deb/<5.2.15-2", "vers:deb/>=5.2.15-2+b3", "vers:deb/!=5.2.15-2+b2"} {
+		if out, err := run(t, auditor, srv, "audit", "packages", "pkg:deb/debian/bash", "--range", rng); err != nil || !strings.Contains(out, "No artifact holds it.") {
+			t.Errorf("bash %s (its version does not meet it): %v\n%s", rng, err, out)
+		}
+	}
+	if out, err := run(t, auditor, srv, "audit", "packages", "pkg:deb/debian/bash@5.2.15-2+b2"); err != nil || strings.Count(out, "version 5.2.15-2+b2") != 2 {
+		t.Errorf("bash at its version: %v\n%s", err, out)
+	}
+	// The epoch in an RPM purl orders the version.
+	if out, err := run(t, auditor, srv, "audit", "packages", "pkg:rpm/redhat/openssl-libs", "--range", "vers:rpm/>=1:3.0"); err != nil || !strings.Contains(out, ciDigest.DigestStr()) {
+		t.Errorf("openssl-libs with its epoch: %v\n%s", err, out)
+	}
+	if out, err := run(t, auditor, srv, "audit", "packages", "--name", "libc6", "--type", "deb"); err != nil || !strings.Contains(out, h.String()) || strings.Contains(out, ciDigest.DigestStr()) {
+		t.Errorf("libc6 by name: %v\n%s", err, out)
+	}
+	// audit show counts the SBOM's packages.
+	out, err = run(t, auditor, srv, "audit", "show", made.String())
+	if err != nil || !strings.Contains(out, "SBOMs\n  spdx, ") || !strings.Contains(out, "origin attestd") {
+		t.Errorf("audit show of the SBOM image: %v\n%s", err, out)
+	}
+}
