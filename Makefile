@@ -51,7 +51,7 @@ lint: $(BIN)/golangci-lint ## Run gofmt, go vet and golangci-lint
 	$(BIN)/golangci-lint run $(PKGS)
 
 # Fuzz targets as package:Target; add each new one here.
-FUZZ_TARGETS := ./attest:FuzzParseBundle ./attest:FuzzParsePayloads ./attest:FuzzValidatePredicate ./storage/oci:FuzzParse ./api:FuzzDecodeSign ./internal/app:FuzzConfigFile ./storage/archive:FuzzLoadImage ./service/policy:FuzzParse ./service/workload:FuzzAdmission ./service/policy:FuzzEval
+FUZZ_TARGETS := ./attest:FuzzParseBundle ./attest:FuzzParsePayloads ./attest:FuzzValidatePredicate ./storage/oci:FuzzParse ./api:FuzzDecodeSign ./internal/app:FuzzConfigFile ./storage/archive:FuzzLoadImage ./service/policy:FuzzParse ./service/workload:FuzzAdmission ./service/policy:FuzzEval ./sbom/vers:FuzzParse ./sbom/inventory:FuzzRead
 
 fuzz: ## Run each fuzz target for FUZZTIME executions (default 20000x)
 	@set -e; for t in $(FUZZ_TARGETS); do \
