@@ -79,11 +79,15 @@ type Appended struct {
 // one transaction: all of them are durable when it returns nil, or none.
 func (d *DB) AppendEvents(ctx context.Context, evs []Event) (Appended, error) {
 	var out Appended
+	ctx, ids := withIDCollector(ctx)
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		var err error
 		out, err = d.appendEvents(ctx, tx, evs)
 		return err
 	})
+	if err == nil {
+		d.ids.put(ids.m) // committed: the package ids are right
+	}
 	return out, err
 }
 

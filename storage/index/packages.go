@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -100,13 +101,68 @@ func keyOf(p Package) pkgKey {
 	return pkgKey{name: p.Name, version: p.Version, licenses: licenseKey(p.Licenses)}
 }
 
+// idCache holds package ids by identity. Package rows are never changed
+// or deleted, so an id stays right once its row is committed; only such
+// ids enter the cache (AppendEvents puts them after its commit).
+type idCache struct {
+	mu sync.Mutex
+	m  map[pkgKey]int64
+}
+
+// maxCachedIDs bounds the cache (about 100 bytes an entry); past it, it
+// starts over.
+const maxCachedIDs = 200_000
+
+func (c *idCache) get(k pkgKey) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[k]
+}
+
+func (c *idCache) put(m map[pkgKey]int64) {
+	if len(m) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m)+len(m) > maxCachedIDs {
+		c.m = make(map[pkgKey]int64, len(m))
+	}
+	for k, v := range m {
+		c.m[k] = v
+	}
+}
+
+// idCollector gathers the package ids a transaction reads or writes, to
+// cache once it commits.
+type idCollector struct{ m map[pkgKey]int64 }
+
+type idCollectorKey struct{}
+
+func withIDCollector(ctx context.Context) (context.Context, *idCollector) {
+	c := &idCollector{m: map[pkgKey]int64{}}
+	return context.WithValue(ctx, idCollectorKey{}, c), c
+}
+
 // packageIDs returns the id of each package, recording those not known.
 func (d *DB) packageIDs(ctx context.Context, tx *sql.Tx, ps []Package) ([]int64, error) {
 	ids := make(map[pkgKey]int64, len(ps))
-	// Known ones, by purl (and by name for those without one).
+	if c, ok := ctx.Value(idCollectorKey{}).(*idCollector); ok {
+		defer func() {
+			for k, v := range ids {
+				c.m[k] = v
+			}
+		}()
+	}
+	// Known ones: cached, or by purl (and by name for those without one).
 	var purls, names []any
 	seenP, seenN := map[string]bool{}, map[string]bool{}
 	for _, p := range ps {
+		k := keyOf(p)
+		if id := d.ids.get(k); id != 0 {
+			ids[k] = id
+			continue
+		}
 		if p.PURL != "" && !seenP[p.PURL] {
 			seenP[p.PURL] = true
 			purls = append(purls, p.PURL)
@@ -204,6 +260,12 @@ func (d *DB) linkPackages(ctx context.Context, tx *sql.Tx, artifact int64, ids [
 	ids = slices.Clone(ids)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
+	if d.engine == Postgres { // one statement, the ids as an array
+		if _, err := tx.ExecContext(ctx, `INSERT INTO artifact_packages (package_id, artifact_id) SELECT unnest($1::integer[]), $2 ON CONFLICT DO NOTHING`, ids, artifact); err != nil {
+			return fmt.Errorf("index packages: %w", err)
+		}
+		return nil
+	}
 	for len(ids) > 0 {
 		n := min(len(ids), chunk)
 		args := make([]any, 0, 2*n)

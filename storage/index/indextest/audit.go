@@ -186,6 +186,35 @@ func packages(t *testing.T, open Opener) {
 	if _, err := db.Packages(ctx, index.PackageQuery{Name: "bash", HasType: true, Type: "deb"}); err != nil {
 		t.Error(err)
 	}
+	// A batch that fails leaves no package behind, nor an id that another
+	// package could take and the first be found by.
+	if _, err := db.AppendEvents(ctx, []index.Event{sbomEvent("s1", "sha256:x1", pkg("pkg:npm/ghost@1.0.0", "npm", "", "ghost", "1.0.0"))}); err == nil {
+		t.Fatal("a batch with a duplicate event id was accepted")
+	}
+	must2 := func(e index.Event) {
+		if _, err := db.AppendEvents(ctx, []index.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must2(sbomEvent("s5", "sha256:x2", pkg("pkg:npm/other@1.0.0", "npm", "", "other", "1.0.0")))
+	must2(sbomEvent("s6", "sha256:x3", pkg("pkg:npm/ghost@1.0.0", "npm", "", "ghost", "1.0.0")))
+	must2(sbomEvent("s7", "sha256:x4", pkg("pkg:npm/ghost@1.0.0", "npm", "", "ghost", "1.0.0"))) // known now: from the cache
+	for name, want := range map[string][]string{"ghost": {"sha256:x3", "sha256:x4"}, "other": {"sha256:x2"}} {
+		rows, err := db.Packages(ctx, index.PackageQuery{Name: name})
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("%s: %+v %v", name, rows, err)
+		}
+		hs, _ := db.ArtifactsHolding(ctx, []int64{rows[0].ID}, 0, 10)
+		var got []string
+		for _, h := range hs {
+			as, _ := db.ArtifactsByID(ctx, []int64{h.ArtifactID})
+			got = append(got, as[0].Digest)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("artifacts holding %s: %v, want %v", name, got, want)
+		}
+	}
+
 	// Many versions of one package: the query is bounded.
 	var many []index.Package
 	for i := range index.MaxPackageRows + 1 {
