@@ -69,6 +69,17 @@ func versionOf(e ecosystem, name, k int) string {
 
 const versionsPerPackage = 8
 
+// benchWriters record SBOMs at once: the recorder commits what they wait
+// for together (group commit), as it does for concurrent SBOM jobs.
+var benchWriters = envInt("ATTESTD_BENCH_WRITERS", 16)
+
+func envInt(k string, d int) int {
+	if n, err := strconv.Atoi(os.Getenv(k)); err == nil && n > 0 {
+		return n
+	}
+	return d
+}
+
 func pkgOf(e ecosystem, name, k int) index.Package {
 	n := fmt.Sprintf("%s-pkg-%d", e.typ, name)
 	ns := e.ns
@@ -185,8 +196,8 @@ func fill(b *testing.B, engine string, open func() (*index.DB, func() int64)) *i
 	start := time.Now()
 	var next, pkgs atomic.Int64
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for range 4 { // concurrent writers share transactions, as requests do
+	errs := make(chan error, benchWriters)
+	for range benchWriters { // concurrent writers share transactions, as requests do
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
