@@ -400,4 +400,3 @@ func actorName(e index.Event) string {
 	}
 	return e.ActorKind
 }
-
