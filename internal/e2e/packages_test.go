@@ -3,9 +3,12 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -14,6 +17,7 @@ import (
 	"github.com/attestd/attestd/api/wire"
 	"github.com/attestd/attestd/internal/app"
 	"github.com/attestd/attestd/internal/testenv"
+	"github.com/attestd/attestd/sbom/inventory"
 )
 
 // TestReindexFillsThePackageIndex: SBOMs and provenance already in the
@@ -79,5 +83,34 @@ func TestReindexFillsThePackageIndex(t *testing.T) {
 	}
 	if st, err := app.Reindex(ctx, cfg, nil, nil, slog.New(slog.DiscardHandler)); err != nil || st.SBOMs != 0 || st.Events != 0 {
 		t.Errorf("a second reindex: %+v, %v; want nothing new", st, err)
+	}
+}
+
+// TestSBOMOverThePackageCapIsRefused: an SBOM the index cannot hold (more
+// packages than inventory.MaxPackages) is refused with 400 before anything
+// is signed or stored: every SBOM attestd signs is indexed.
+func TestSBOMOverThePackageCapIsRefused(t *testing.T) {
+	ctx := context.Background()
+	s := testenv.Start(t, nil)
+	signer := s.Token(t, "signer")
+	cl := s.Client(t, signer)
+	_, d, _ := testenv.PushRandom(t, s.RegistryHost, "cap/app", &authn.Basic{Username: "ci", Password: signer})
+	var b strings.Builder
+	b.WriteString(`{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[`)
+	for i := range inventory.MaxPackages + 1 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"type":"library","name":"p%d"}`, i)
+	}
+	b.WriteString(`]}`)
+	_, err := cl.Attest(ctx, wire.AttestRequest{Subject: wire.Subject{Image: d.String()}, PredicateType: "https://cyclonedx.org/bom", Predicate: []byte(b.String())})
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != 400 || !strings.Contains(ce.Message, "more than 100000") {
+		t.Fatalf("an SBOM over the cap: %v", err)
+	}
+	list, err := cl.Attestations(ctx, d.Context().Name(), d.DigestStr(), "")
+	if err != nil || len(list.Attestations) != 0 {
+		t.Errorf("refused, yet stored: %+v %v", list, err)
 	}
 }
