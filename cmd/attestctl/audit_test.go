@@ -181,6 +181,10 @@ func TestWalkthroughAuditShow(t *testing.T) {
 		}
 		last = i
 	}
+	unknown := "sha256:" + strings.Repeat("0", 64)
+	if _, err := run(t, d.auditor, d.srv, "audit", "show", unknown); err == nil || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "nothing is recorded") {
+		t.Errorf("audit show of a digest nothing names: %v", err)
+	}
 	// By digest alone, the same story.
 	if out, err := run(t, d.auditor, d.srv, "audit", "show", d.digest); err != nil || !strings.Contains(out, "https://git.example/app @ abc123") {
 		t.Errorf("audit show DIGEST: %v\n%s", err, out)
@@ -226,6 +230,8 @@ func TestWalkthroughPackagesSearchAndReplay(t *testing.T) {
 		"audit search --limit 1001":                                 "limit must be 1 to 1000",
 		"audit decisions --cursor nonsense":                         "bad cursor",
 		"audit search --key nokey":                                  "nokey",
+		"audit show sha256:nothex":                                  "want sha256:<64 hex digits>",
+		"audit decisions --digest sha256:nothex":                    "want sha256:<64 hex digits>",
 		"audit packages " + log4j + "@2.16.0 --range vers:maven/<3": "not both",
 	} {
 		_, err := run(t, d.auditor, append([]string{d.srv}, strings.Fields(args)...)...)
