@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -174,7 +175,7 @@ func (d *DB) packageIDs(ctx context.Context, tx *sql.Tx, ps []Package) ([]int64,
 	lookup := func(query string, vals []any) error {
 		for len(vals) > 0 {
 			n := min(len(vals), chunk)
-			rows, err := tx.QueryContext(ctx, d.q(fmt.Sprintf(query, placeholders(n))), vals[:n]...)
+			rows, err := tx.QueryContext(ctx, d.q(query+placeholders(n)+`)`), vals[:n]...)
 			if err != nil {
 				return fmt.Errorf("index packages: %w", err)
 			}
@@ -194,10 +195,10 @@ func (d *DB) packageIDs(ctx context.Context, tx *sql.Tx, ps []Package) ([]int64,
 		}
 		return nil
 	}
-	if err := lookup(`SELECT id, purl, name, version, licenses FROM packages WHERE purl IN (%s)`, purls); err != nil {
+	if err := lookup(`SELECT id, purl, name, version, licenses FROM packages WHERE purl IN (`, purls); err != nil {
 		return nil, err
 	}
-	if err := lookup(`SELECT id, purl, name, version, licenses FROM packages WHERE purl = '' AND name IN (%s)`, names); err != nil {
+	if err := lookup(`SELECT id, purl, name, version, licenses FROM packages WHERE purl = '' AND name IN (`, names); err != nil {
 		return nil, err
 	}
 	// New ones, many to a statement.
@@ -349,7 +350,7 @@ func encodeIDs(ids []int64) []byte {
 	out := make([]byte, 0, 3*len(ids))
 	prev := int64(0)
 	for _, id := range ids {
-		out = binary.AppendUvarint(out, uint64(id-prev))
+		out = binary.AppendUvarint(out, uint64(id-prev)) //nolint:gosec // sorted ids: the difference is not negative
 		prev = id
 	}
 	return out
@@ -363,7 +364,7 @@ func decodeIDs(b []byte) ([]int64, error) {
 		if n <= 0 {
 			return nil, errors.New("corrupt package id list")
 		}
-		prev += int64(v)
+		prev += int64(v) //nolint:gosec // ids fit an int64: they were written from one
 		out = append(out, prev)
 		b = b[n:]
 	}
@@ -464,8 +465,8 @@ func (d *DB) ArtifactsHolding(ctx context.Context, packageIDs []int64, after int
 		var sel []string
 		var args []any
 		for i, id := range part {
-			sel = append(sel, fmt.Sprintf(`SELECT package_id, artifact_id FROM (SELECT package_id, artifact_id FROM artifact_packages
-				WHERE package_id = ? AND artifact_id > ? ORDER BY artifact_id LIMIT ?) AS p%d`, i))
+			sel = append(sel, `SELECT package_id, artifact_id FROM (SELECT package_id, artifact_id FROM artifact_packages
+				WHERE package_id = ? AND artifact_id > ? ORDER BY artifact_id LIMIT ?) AS p`+strconv.Itoa(i))
 			args = append(args, id, after, limit)
 		}
 		rows, err := d.db.QueryContext(ctx, d.q(strings.Join(sel, " UNION ALL ")), args...)
