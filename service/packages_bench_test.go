@@ -292,12 +292,12 @@ func benchQueries(b *testing.B, engine string, in *ingested) {
 // BenchmarkPackageIndexSQLite indexes the synthetic SBOMs into SQLite and
 // queries them by package range.
 func BenchmarkPackageIndexSQLite(b *testing.B) {
-	dir, err := os.MkdirTemp("", "attestd-bench-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	path := filepath.Join(dir, "index.db")
 	in := fill(b, "sqlite", func() (*index.DB, func() int64) {
+		dir, err := os.MkdirTemp("", "attestd-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		path := filepath.Join(dir, "index.db")
 		db, err := index.OpenSQLite(context.Background(), path)
 		if err != nil {
 			b.Fatal(err)
