@@ -44,6 +44,13 @@ type Config struct {
 	Audit     *service.Audit
 	// AuditLog serves the audit log (/log/, proofs, key); nil for none.
 	AuditLog *service.AuditLog
+	// Reports, Search, Packages and Replay serve auditors: everything about
+	// a digest, search of artifacts and decisions, the package index, and
+	// policy replay.
+	Reports  *service.Reports
+	Search   *service.Search
+	Packages *service.Packages
+	Replay   *service.Replay
 	// Registry is the embedded registry handler, served under /v2/; nil for none.
 	Registry http.Handler
 	// RegistryHost is the embedded registry's name in image references:
@@ -127,6 +134,11 @@ func New(cfg Config) *echo.Echo {
 		v1.GET("/log/proof/consistency", consistencyProof(cfg.AuditLog), readLog...)
 		e.GET("/log/*", logResource(cfg.AuditLog), append([]echo.MiddlewareFunc{deadline(cfg.RequestTimeout, cfg.UploadTimeout)}, readLog...)...)
 	}
+	v1.GET("/artifacts", searchArtifacts(cfg.Search), auth)
+	v1.GET("/artifacts/:digest", artifactReport(cfg.Reports), auth)
+	v1.GET("/decisions", searchDecisions(cfg.Search), auth)
+	v1.GET("/packages", findPackages(cfg.Packages), auth)
+	v1.POST("/policies/replay", replayPolicy(cfg.Replay), limit, auth)
 	v1.POST("/tokens", createToken(cfg.Tokens), limit, auth, require(service.ActionManageTokens))
 	v1.GET("/tokens", listTokens(cfg.Tokens), auth, require(service.ActionManageTokens))
 	v1.DELETE("/tokens/:id", revokeToken(cfg.Tokens), auth, require(service.ActionManageTokens))

@@ -199,6 +199,13 @@ func (a *Attestations) attest(ctx context.Context, w attestWrite) (AttestResult,
 	if err != nil {
 		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	// Provenance facts and SBOM packages go to the index with the event,
+	// in its transaction; an SBOM that cannot be indexed is refused here,
+	// before anything is signed.
+	facts, err := readFacts(w.predicateType, w.predicate)
+	if err != nil {
+		return AttestResult{}, err
+	}
 	meta := attest.SignMeta{SignedAt: a.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version(), Origin: w.origin, Identity: identityOf(w.actor)}
 	var ss []attest.Subject
 	for _, s := range w.subjects {
@@ -222,10 +229,11 @@ func (a *Attestations) attest(ctx context.Context, w attestWrite) (AttestResult,
 		if i < len(w.tags) {
 			tags = w.tags[i]
 		}
+		prov, sboms := facts.rows(subj.Digest, w.predicateType)
 		evs = append(evs, Event{Kind: w.kind, Actor: w.actor, Repository: subj.Digest.Context().Name(), Digest: subj.Digest.DigestStr(), Tags: tags,
 			KeyID: key.ID(), KeyName: key.Name(), KeyVersion: key.Version(), PredicateType: w.predicateType, Locations: locs,
 			Evidence: evidenceRows(subj.Digest, "attestation", key.ID(), w.predicateType, w.origin, &meta.SignedAt, locs),
-			Detail:   map[string]any{"origin": w.origin, "subjects": res.Subjects}})
+			Detail:   map[string]any{"origin": w.origin, "subjects": res.Subjects}, Provenance: prov, SBOMs: sboms})
 	}
 	rec, err := a.rec.Record(ctx, evs...)
 	if err != nil {

@@ -62,6 +62,11 @@ type Event struct {
 	Detail any
 	// OnlyIfNew skips the event when all its evidence is recorded already.
 	OnlyIfNew bool
+	// Provenance and SBOMs are what the event's attestations tell the
+	// artifact and package index; they are written in the event's
+	// transaction, idempotently (see index.Event).
+	Provenance []index.Provenance
+	SBOMs      []index.SBOMDoc
 }
 
 // recorder records events; *Recorder is one.
@@ -286,6 +291,7 @@ func (r *Recorder) Prepare(ctx context.Context, e Event) (index.Event, error) {
 		KeyID: e.KeyID, KeyName: e.KeyName, KeyVersion: e.KeyVersion, PredicateType: e.PredicateType,
 		RequestID: RequestID(ctx), Evidence: e.Evidence, Decision: e.Decision, OnlyIfNew: e.OnlyIfNew,
 	}
+	out.Provenance, out.SBOMs = e.Provenance, e.SBOMs
 	if len(e.Locations) > 0 {
 		b, err := json.Marshal(e.Locations)
 		if err != nil {

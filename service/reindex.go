@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"sort"
 
@@ -47,6 +48,8 @@ type ReindexStats struct {
 	Copies                         int
 	New                            int
 	Events                         int
+	// SBOMs counts SBOM documents indexed for the first time (packages).
+	SBOMs int
 }
 
 // Run reindexes repos ("host/path"), or every repository of hosts'
@@ -136,23 +139,40 @@ func (r *Reindex) digest(ctx context.Context, d name.Digest, st *ReindexStats) e
 		rows = append(rows, index.Evidence{Repository: d.Context().Name(), Digest: d.DigestStr(), Format: c.Format, Content: c.Content,
 			Kind: "signature", Ref: c.Ref, KeyID: c.KeyID, PredicateType: attest.CosignSignPredicateType, SignedAt: c.SignedAt})
 	}
+	// The provenance facts and SBOM packages of each attestation a key
+	// verifies fill the index too (once per document: the two copies of an
+	// attestation say the same).
+	var prov []index.Provenance
+	var sboms []index.SBOMDoc
+	read := map[[32]byte]bool{}
 	for _, a := range atts.Attestations {
 		if a.KeyID == "" {
 			continue
 		}
 		rows = append(rows, index.Evidence{Repository: d.Context().Name(), Digest: d.DigestStr(), Format: a.Format, Content: a.Content,
 			Kind: "attestation", Ref: a.Ref, KeyID: a.KeyID, PredicateType: a.PredicateType, Origin: a.Origin, SignedAt: a.SignedAt})
+		if a.statement == nil {
+			continue
+		}
+		if k := sha256.Sum256(append([]byte(a.PredicateType+"\n"), a.statement.Predicate...)); !read[k] {
+			read[k] = true
+			if f, err := readFacts(a.PredicateType, a.statement.Predicate); err == nil {
+				p, s := f.rows(d, a.PredicateType)
+				prov, sboms = append(prov, p...), append(sboms, s...)
+			}
+		}
 	}
 	st.Copies += len(rows)
 	if len(rows) == 0 {
 		return nil
 	}
 	n, err := r.rec.Record(ctx, Event{Kind: EventEvidenceReindexed, Actor: Principal{Name: "reindex"}, Repository: d.Context().Name(), Digest: d.DigestStr(),
-		Evidence: rows, OnlyIfNew: true, Detail: map[string]any{"copies": len(rows)}})
+		Evidence: rows, OnlyIfNew: true, Detail: map[string]any{"copies": len(rows)}, Provenance: prov, SBOMs: sboms})
 	if err != nil {
 		return err
 	}
 	st.Events += n.Events
 	st.New += n.Evidence
+	st.SBOMs += n.SBOMs
 	return nil
 }

@@ -95,6 +95,7 @@ func auditCmd(g *globals) *cobra.Command {
 	f.IntVar(&q.Limit, "limit", 100, "events per page (at most 1000)")
 	f.BoolVar(&all, "all", false, "follow the cursor to the end")
 	a.AddCommand(events, logKeyCmd(g), verifyLogCmd(g))
+	a.AddCommand(showCmd(g), searchCmd(g), decisionsCmd(g), packagesCmd(g))
 	return a
 }
 

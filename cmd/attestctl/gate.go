@@ -104,6 +104,6 @@ func policyCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	p.AddCommand(lint, load)
+	p.AddCommand(lint, load, replayCmd(g))
 	return p
 }

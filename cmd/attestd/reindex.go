@@ -44,8 +44,8 @@ func reindexCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.OutOrStdout(), "Reindexed %d repositories, %d digests in %s: %d copies verified, %d new rows recorded (%d events).\n",
-			st.RepositoriesDone, st.Digests, time.Since(start).Round(time.Millisecond), st.Copies, st.New, st.Events)
+		fmt.Fprintf(c.OutOrStdout(), "Reindexed %d repositories, %d digests in %s: %d copies verified, %d new rows recorded (%d events), %d SBOMs indexed by package.\n",
+			st.RepositoriesDone, st.Digests, time.Since(start).Round(time.Millisecond), st.Copies, st.New, st.Events, st.SBOMs)
 		return nil
 	}
 	return c

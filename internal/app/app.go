@@ -295,6 +295,17 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	}
 	a.sboms = sboms
 
+	// The auditor's view: reports, search, packages, replay.
+	keyID := func(name string) (string, error) {
+		k, _, err := keySet.Get(name)
+		if err != nil {
+			return "", err
+		}
+		return k.ID(), nil
+	}
+	reports, search := service.NewReports(regs, evidence, a.db, a.db), service.NewSearch(a.db, keyID)
+	packages, replay := service.NewPackages(a.db, a.db, a.db), service.NewReplay(gate, a.db, cfg.GateTimeout)
+
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -315,6 +326,10 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		}, a.rec, a.log),
 		MaxUploadBytes:    cfg.MaxUploadBytes,
 		MaxPredicateBytes: cfg.MaxPredicateBytes,
+		Reports:           reports,
+		Search:            search,
+		Packages:          packages,
+		Replay:            replay,
 		Keys:              lifecycle,
 		Registry:          regHandler,
 		RegistryHost:      a.regHost,

@@ -43,6 +43,11 @@ type Event struct {
 	// LogIndex is the event's index in the audit log, nil until it is
 	// sequenced there; it is set when the event is read back.
 	LogIndex *int64
+	// Provenance and SBOMs are what the event's attestations tell the
+	// artifact index; they are indexed in the same transaction, once, even
+	// when an OnlyIfNew event is skipped.
+	Provenance []Provenance
+	SBOMs      []SBOMDoc
 }
 
 // Evidence is one copy of a signature or attestation in a registry: the
@@ -66,10 +71,11 @@ type Evidence struct {
 }
 
 // Appended counts what AppendEvents wrote: events (OnlyIfNew events may be
-// skipped) and evidence rows not recorded before. IDs are the ids of the
-// events written, in order.
+// skipped), evidence rows not recorded before, and SBOM documents indexed
+// for the first time. IDs are the ids of the events written, in order.
 type Appended struct {
 	Events, Evidence int
+	SBOMs            int
 	IDs              []string
 }
 
@@ -77,11 +83,15 @@ type Appended struct {
 // one transaction: all of them are durable when it returns nil, or none.
 func (d *DB) AppendEvents(ctx context.Context, evs []Event) (Appended, error) {
 	var out Appended
+	ctx, ids := withIDCollector(ctx)
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		var err error
 		out, err = d.appendEvents(ctx, tx, evs)
 		return err
 	})
+	if err == nil {
+		d.ids.put(ids.m) // committed: the package ids are right
+	}
 	return out, err
 }
 
@@ -103,6 +113,11 @@ func (d *DB) appendEvents(ctx context.Context, tx *sql.Tx, evs []Event) (Appende
 			}
 		}
 		out.Evidence += fresh
+		sboms, ierr := d.indexEvent(ctx, tx, e)
+		if ierr != nil {
+			return Appended{}, ierr
+		}
+		out.SBOMs += sboms
 		if e.OnlyIfNew && fresh == 0 {
 			continue
 		}

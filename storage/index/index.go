@@ -44,6 +44,8 @@ const (
 type DB struct {
 	db     *sql.DB
 	engine Engine
+	// ids caches package ids (packages.go).
+	ids idCache
 }
 
 //go:embed migrations

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -129,5 +130,50 @@ func TestUpgradeFromUnversionedIndex(t *testing.T) {
 	}
 	if _, err := db.Events(ctx, index.EventFilter{}); err != nil {
 		t.Errorf("the upgraded index has no events table: %v", err)
+	}
+}
+
+// TestArtifactsBackfilledFromEvents: an index recorded before the
+// artifact index (migration 0005) lists, after it, every subject its
+// events name (decisions aside), first-recorded first.
+func TestArtifactsBackfilledFromEvents(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "index.db")
+	old, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := []string{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)`}
+	for v, n := range []string{"0001_init.sql", "0002_token_repositories.sql", "0003_events.sql"} {
+		b, err := os.ReadFile(filepath.Join("migrations", "sqlite", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range strings.Split(string(b), ";\n") {
+			if strings.Contains(s, "CREATE") || strings.Contains(s, "ALTER") {
+				stmts = append(stmts, s)
+			}
+		}
+		stmts = append(stmts, fmt.Sprintf(`INSERT INTO schema_migrations VALUES (%d, '%s')`, v+1, n))
+	}
+	stmts = append(stmts,
+		`INSERT INTO events (id, kind, at, repository, digest) VALUES ('e1', 'artifact.uploaded', '2026-11-01 10:00:00 +0000 UTC', 'reg/b', 'sha256:bb')`,
+		`INSERT INTO events (id, kind, at, repository, digest) VALUES ('e2', 'signature.created', '2026-11-01 10:01:00 +0000 UTC', 'reg/a', 'sha256:aa')`,
+		`INSERT INTO events (id, kind, at, repository, digest) VALUES ('e3', 'signature.created', '2026-11-01 10:02:00 +0000 UTC', 'reg/b', 'sha256:bb')`,
+		`INSERT INTO events (id, kind, at, repository, digest) VALUES ('e4', 'decision.made', '2026-11-01 10:03:00 +0000 UTC', 'reg/c', 'sha256:cc')`)
+	for _, s := range stmts {
+		if _, err := old.ExecContext(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	_ = old.Close()
+	db, err := index.OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	as, err := db.Artifacts(ctx, index.ArtifactFilter{})
+	if err != nil || len(as) != 2 || as[0].Repository != "reg/b" || as[1].Repository != "reg/a" || as[0].FirstAt.Minute() != 0 {
+		t.Errorf("backfilled artifacts: %+v, %v", as, err)
 	}
 }

@@ -32,6 +32,9 @@ func Run(t *testing.T, open Opener) {
 		"sboms":              sboms,
 		"atomic batches":     atomic,
 		"concurrent writers": concurrent,
+		"artifacts":          artifacts,
+		"packages":           packages,
+		"decision search":    decisionSearch,
 	} {
 		t.Run(name, func(t *testing.T) { f(t, open) })
 	}
