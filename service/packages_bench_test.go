@@ -172,7 +172,6 @@ type ingested struct {
 	sboms, packages int
 	took            time.Duration
 	bytesPerSBOM    float64
-	err             error
 }
 
 var (

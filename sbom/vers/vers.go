@@ -116,7 +116,7 @@ func Parse(s string) (r *Range, err error) {
 	s = strings.Join(strings.Fields(s), "")
 	rest, ok := strings.CutPrefix(s, "vers:")
 	if !ok {
-		return nil, fmt.Errorf("%w: %q does not start with vers:", ErrInvalid, s)
+		return nil, fmt.Errorf("%w: %q does not start with \"vers:\"", ErrInvalid, s)
 	}
 	scheme, spec, ok := strings.Cut(rest, "/")
 	if !ok || scheme == "" || spec == "" {
