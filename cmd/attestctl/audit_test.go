@@ -224,7 +224,7 @@ func TestWalkthroughPackagesSearchAndReplay(t *testing.T) {
 	for args, want := range map[string]string{
 		"audit packages " + log4j + " --range vers:npm/<1":          "does not order maven",
 		"audit packages " + log4j + " --range vers:maven/<":         "constraint without a version",
-		"audit packages " + log4j + " --range <2.17.1":              "does not start with vers:",
+		"audit packages " + log4j + " --range <2.17.1":              `does not start with "vers:"`,
 		"audit packages pkg:maven --range vers:maven/<1":            "purl",
 		"audit packages " + log4j + " --limit 5000":                 "limit must be 1 to 1000",
 		"audit search --limit 1001":                                 "limit must be 1 to 1000",
