@@ -26,13 +26,16 @@ type Replay struct {
 	gate    *Gate
 	index   replayIndex
 	timeout time.Duration
+	// maxDecisions and maxSubjects bound one replay: the decisions read
+	// from the window, and the images judged again.
+	maxDecisions, maxSubjects int
 }
 
 // NewReplay returns the replay service: gate judges (its requirement
 // checks, without its cache or record), ix lists the recorded decisions.
 // timeout bounds the reading of one subject's evidence.
 func NewReplay(gate *Gate, ix replayIndex, timeout time.Duration) *Replay {
-	return &Replay{gate: gate, index: ix, timeout: timeout}
+	return &Replay{gate: gate, index: ix, timeout: timeout, maxDecisions: maxReplayDecisions, maxSubjects: maxReplaySubjects}
 }
 
 // Bounds of one replay.
@@ -105,8 +108,8 @@ func (r *Replay) Replay(ctx context.Context, p Principal, req ReplayRequest) (Re
 			return ReplayReport{}, fmt.Errorf("%w: read decisions: %w", ErrUnavailable, err)
 		}
 		all = append(all, page...)
-		if len(all) > maxReplayDecisions {
-			return ReplayReport{}, fmt.Errorf("%w: more than %d decisions in the window: narrow it", ErrInvalid, maxReplayDecisions)
+		if len(all) > r.maxDecisions {
+			return ReplayReport{}, fmt.Errorf("%w: more than %d decisions in the window: narrow it", ErrInvalid, r.maxDecisions)
 		}
 		if len(page) < f.Limit {
 			break
@@ -133,8 +136,8 @@ func (r *Replay) Replay(ctx context.Context, p Principal, req ReplayRequest) (Re
 			subjects = append(subjects, ref)
 		}
 	}
-	if len(subjects) > maxReplaySubjects {
-		return ReplayReport{}, fmt.Errorf("%w: the window holds %d images the candidate covers, more than %d: narrow it", ErrInvalid, len(subjects), maxReplaySubjects)
+	if len(subjects) > r.maxSubjects {
+		return ReplayReport{}, fmt.Errorf("%w: the window holds %d images the candidate covers, more than %d: narrow it", ErrInvalid, len(subjects), r.maxSubjects)
 	}
 	rep.Judged, rep.Subjects = len(covered), len(subjects)
 	rep.KeySetRevision = r.gate.keys.Revision()
