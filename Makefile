@@ -11,6 +11,7 @@ DRILL_KILLS ?= 8
 export ATTESTD_COSIGN2 := $(BIN)/cosign2
 export ATTESTD_COSIGN3 := $(BIN)/cosign3
 export ATTESTD_LOCAL_KMS := $(BIN)/local-kms
+export ATTESTD_CRANE := $(BIN)/crane
 
 .DEFAULT_GOAL := help
 
@@ -35,6 +36,20 @@ $(BIN)/syft: tools/syft/go.mod tools/syft/go.sum
 	cd tools/syft && $(GO) build -o $(BIN)/syft github.com/anchore/syft/cmd/syft
 $(BIN)/golangci-lint: tools/lint/go.mod tools/lint/go.sum
 	cd tools/lint && $(GO) build -o $(BIN)/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+PLATFORMS ?= linux/amd64,linux/arm64
+
+image: ## Build the multi-arch OCI image from scratch, no Docker daemon (bin/attestd-image.tar, an OCI layout)
+	@set -e; for p in $$(echo $(PLATFORMS) | tr , ' '); do \
+	  os=$${p%/*}; arch=$${p#*/}; echo "== $$os/$$arch"; \
+	  for c in attestd attestctl; do \
+	    CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/image/$${os}_$${arch}/$$c ./cmd/$$c; \
+	  done; \
+	done
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) $(GO) run ./internal/imagebuild/mkimage \
+	  --bin-dir $(BIN)/image --platforms $(PLATFORMS) --version $(VERSION) --revision "$(REVISION)" --out $(BIN)/attestd-image.tar
 
 run: build ## Run attestd with zero configuration (data in ./attestd-data)
 	$(BIN)/attestd serve
