@@ -51,6 +51,9 @@ image: ## Build the multi-arch OCI image from scratch, no Docker daemon (bin/att
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) $(GO) run ./internal/imagebuild/mkimage \
 	  --bin-dir $(BIN)/image --platforms $(PLATFORMS) --version $(VERSION) --revision "$(REVISION)" --out $(BIN)/attestd-image.tar
 
+release: ## Build binaries and image; a throw-away attestd signs the image, writes its provenance and SBOM; cosign verifies all three (bin/release/)
+	scripts/release
+
 run: build ## Run attestd with zero configuration (data in ./attestd-data)
 	$(BIN)/attestd serve
 
