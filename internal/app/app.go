@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,14 +42,18 @@ const AdminTokenFile = "admin.token"
 
 // App is a wired attestd server.
 type App struct {
-	sboms    *service.SBOMs
-	rec      *service.Recorder
-	alog     *auditlog.Log
-	logKey   auditlog.Key
-	outbox   *service.LogOutbox
-	sync     *service.Sync
-	jobsDB   interface{ Close() error }
-	srv      *http.Server
+	sboms  *service.SBOMs
+	rec    *service.Recorder
+	alog   *auditlog.Log
+	logKey auditlog.Key
+	outbox *service.LogOutbox
+	sync   *service.Sync
+	jobsDB interface{ Close() error }
+	srv    *http.Server
+	// tlsLn serves the same handler over HTTPS (tls_listen), for the
+	// admission webhooks and clients that want TLS; tlsSrv serves it.
+	tlsLn    net.Listener
+	tlsSrv   *http.Server
 	regs     *oci.Registries
 	ln       net.Listener
 	db       *index.DB
@@ -76,6 +81,19 @@ func New(ctx context.Context, cfg Config, keyPassword string, ln net.Listener, l
 		return nil, err
 	}
 	a := &App{ln: ln, db: db, log: log, cfg: cfg, shutdown: cfg.ShutdownTimeout}
+	if cfg.TLSListen != "" && ln != nil {
+		certs, err := newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		tln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.TLSListen)
+		if err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("tls_listen: %w", err)
+		}
+		a.tlsLn = tls.NewListener(tln, certs.tlsConfig())
+	}
 	var opts []service.RecorderOption
 	if !cfg.UnsafeNoAuditLog {
 		// tessera logs through klog, process-wide: into attestd's log.
@@ -97,6 +115,9 @@ func New(ctx context.Context, cfg Config, keyPassword string, ln net.Listener, l
 		a.outbox = service.NewLogOutbox(db, a.alog, a.rec, grace, time.Second, log)
 	}
 	if err := a.wire(ctx, keyPassword); err != nil {
+		if a.tlsLn != nil {
+			_ = a.tlsLn.Close()
+		}
 		_ = a.rec.Close(ctx)
 		if a.alog != nil {
 			_ = a.alog.Close(ctx)
@@ -345,6 +366,9 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
+	if a.tlsLn != nil {
+		a.tlsSrv = &http.Server{Handler: e, ReadHeaderTimeout: a.srv.ReadHeaderTimeout, IdleTimeout: a.srv.IdleTimeout, ErrorLog: a.srv.ErrorLog}
+	}
 	return nil
 }
 
@@ -537,6 +561,14 @@ func (a *App) URL() string {
 	return "http://" + addr
 }
 
+// TLSURL is the base URL of the HTTPS listener, or "" without one.
+func (a *App) TLSURL() string {
+	if a.tlsLn == nil {
+		return ""
+	}
+	return "https://" + a.tlsLn.Addr().String()
+}
+
 // Serve serves until ctx is done, then shuts down gracefully: in-flight
 // requests finish within the shutdown timeout.
 func (a *App) Serve(ctx context.Context) error {
@@ -564,9 +596,12 @@ func (a *App) Serve(ctx context.Context) error {
 		a.log.InfoContext(ctx, "attestd worker running", "version", Version)
 		<-ctx.Done()
 	} else {
-		errc := make(chan error, 1)
+		errc := make(chan error, 2)
 		go func() { errc <- a.srv.Serve(a.ln) }()
-		a.log.InfoContext(ctx, "attestd serving", "url", a.URL(), "registry", a.regHost, "key_id", a.keyID, "index", string(a.db.Engine()), "version", Version)
+		if a.tlsSrv != nil {
+			go func() { errc <- a.tlsSrv.Serve(a.tlsLn) }()
+		}
+		a.log.InfoContext(ctx, "attestd serving", "url", a.URL(), "tls_url", a.TLSURL(), "registry", a.regHost, "key_id", a.keyID, "index", string(a.db.Engine()), "version", Version)
 		select {
 		case err = <-errc:
 		case <-ctx.Done():
@@ -576,6 +611,11 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), a.shutdown)
 	defer cancel()
+	if a.tlsSrv != nil {
+		if terr := a.tlsSrv.Shutdown(sctx); err == nil {
+			err = terr
+		}
+	}
 	if a.ln != nil && err == nil {
 		err = a.srv.Shutdown(sctx)
 	}

@@ -108,6 +108,13 @@ type Config struct {
 	LogOrigin string `yaml:"log_origin"`
 	// LogPublic serves /log/ and the proofs to anonymous readers.
 	LogPublic bool `yaml:"log_public"`
+	// TLSListen, when set, serves the same API over HTTPS there (the
+	// admission webhooks need it) with TLSCertFile and TLSKeyFile; the
+	// files are read again when they change, so a rotated certificate
+	// (cert-manager) is served without a restart.
+	TLSListen   string `yaml:"tls_listen"`
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 	// UnsafeNoAuditLog runs without the audit log: writes are acknowledged
 	// once in the index only. For benchmarks that measure what the log
 	// costs; it has no flag, variable or YAML key and MUST NOT be set in a
@@ -245,6 +252,9 @@ var Settings = []Setting{
 	str("log-key-file", "ATTESTD_LOG_KEY_FILE", "log_key_file", "Ed25519 note key checkpoints are signed with (default: log.key in the data dir, generated 0600); replicas share one", func(c *Config) *string { return &c.LogKeyFile }),
 	str("log-origin", "ATTESTD_LOG_ORIGIN", "log_origin", "origin line of the log's checkpoints (default: the key's, or attestd/<registry host or hostname>)", func(c *Config) *string { return &c.LogOrigin }),
 	boolean("log-public", "ATTESTD_LOG_PUBLIC", "log_public", "serve /log/ and the log proofs to anonymous readers (default false: auditor token)", func(c *Config) *bool { return &c.LogPublic }),
+	str("tls-listen", "ATTESTD_TLS_LISTEN", "tls_listen", "address of an HTTPS listener serving the same API (the admission webhooks need TLS); with tls_cert_file and tls_key_file", func(c *Config) *string { return &c.TLSListen }),
+	str("tls-cert-file", "ATTESTD_TLS_CERT_FILE", "tls_cert_file", "PEM certificate chain to serve HTTPS with (read again when it changes); with tls_key_file", func(c *Config) *string { return &c.TLSCertFile }),
+	str("tls-key-file", "ATTESTD_TLS_KEY_FILE", "tls_key_file", "PEM private key of tls_cert_file", func(c *Config) *string { return &c.TLSKeyFile }),
 	{Flag: "", Env: "ATTESTD_KEY_PASSWORD", YAML: "", Help: "password of the local key; default: a generated 0600 file in the data dir"},
 }
 
@@ -421,6 +431,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RegistryReadBudget < c.MaxManifestBytes {
 		errs = append(errs, fmt.Errorf("registry_read_budget (%d) must be at least max_manifest_bytes (%d)", c.RegistryReadBudget, c.MaxManifestBytes))
+	}
+	if (c.TLSListen != "") != (c.TLSCertFile != "") || (c.TLSListen != "") != (c.TLSKeyFile != "") {
+		errs = append(errs, errors.New("tls_listen, tls_cert_file and tls_key_file go together"))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -27,7 +27,9 @@ import (
 
 // Server is a running attestd.
 type Server struct {
-	URL          string
+	URL string
+	// TLSURL is the HTTPS listener's base URL, with tls_listen set.
+	TLSURL       string
 	RegistryHost string
 	DataDir      string
 	KeyID        string
@@ -111,7 +113,7 @@ func start(t testing.TB, mod func(*app.Config), adminToken string) *Server {
 		}
 		adminToken = strings.TrimSpace(string(tok))
 	}
-	s := &Server{stop: stop, URL: a.URL(), RegistryHost: a.RegistryHost(), DataDir: cfg.DataDir, KeyID: a.KeyID(), AdminToken: adminToken, log: logBuf, Config: cfg}
+	s := &Server{stop: stop, URL: a.URL(), TLSURL: a.TLSURL(), RegistryHost: a.RegistryHost(), DataDir: cfg.DataDir, KeyID: a.KeyID(), AdminToken: adminToken, log: logBuf, Config: cfg}
 	s.Admin = s.Client(t, s.AdminToken)
 	return s
 }
