@@ -12,6 +12,7 @@ export ATTESTD_COSIGN2 := $(BIN)/cosign2
 export ATTESTD_COSIGN3 := $(BIN)/cosign3
 export ATTESTD_LOCAL_KMS := $(BIN)/local-kms
 export ATTESTD_CRANE := $(BIN)/crane
+export ATTESTD_KYVERNO := $(BIN)/kyverno
 
 .DEFAULT_GOAL := help
 
@@ -22,7 +23,7 @@ build: ## Build attestd and attestctl into bin/
 	$(GO) build -o $(BIN)/attestd ./cmd/attestd
 	$(GO) build -o $(BIN)/attestctl ./cmd/attestctl
 
-tools: $(BIN)/cosign2 $(BIN)/cosign3 $(BIN)/crane $(BIN)/local-kms ## Build the pinned test tools (cosign v2 and v3, crane, local-kms) from tools/
+tools: $(BIN)/cosign2 $(BIN)/cosign3 $(BIN)/crane $(BIN)/local-kms $(BIN)/kyverno ## Build the pinned test tools (cosign v2 and v3, crane, local-kms, the Kyverno CLI) from tools/
 
 $(BIN)/cosign2: tools/cosign2/go.mod tools/cosign2/go.sum
 	cd tools/cosign2 && $(GO) build -o $(BIN)/cosign2 github.com/sigstore/cosign/v2/cmd/cosign
@@ -32,6 +33,8 @@ $(BIN)/crane: tools/crane/go.mod tools/crane/go.sum
 	cd tools/crane && $(GO) build -o $(BIN)/crane github.com/google/go-containerregistry/cmd/crane
 $(BIN)/local-kms: tools/localkms/go.mod tools/localkms/go.sum
 	cd tools/localkms && $(GO) build -o $(BIN)/local-kms github.com/nsmithuk/local-kms
+$(BIN)/kyverno: tools/kyverno/go.mod tools/kyverno/go.sum
+	cd tools/kyverno && $(GO) build -o $(BIN)/kyverno github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno
 $(BIN)/syft: tools/syft/go.mod tools/syft/go.sum
 	cd tools/syft && $(GO) build -o $(BIN)/syft github.com/anchore/syft/cmd/syft
 $(BIN)/golangci-lint: tools/lint/go.mod tools/lint/go.sum
@@ -103,4 +106,4 @@ fuzz-long: ## Run each fuzz target for FUZZLONG seconds (default 600), stopped b
 tidy-check: ## Fail if go.mod or go.sum is not tidy
 	$(GO) mod tidy -diff
 
-.PHONY: help build tools run test test-short lint fuzz fuzz-long bench drill load tidy-check
+.PHONY: help build tools run test test-short lint fuzz fuzz-long bench drill load tidy-check image release
