@@ -118,7 +118,11 @@ func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, acce
 		river.AddWorker(w, &sbomWorker{s: s})
 		cfg.Workers = w
 		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: max(1, limits.Workers)}}
-		cfg.FetchPollInterval = 50 * time.Millisecond
+		// A job inserted by this process wakes its producer at once
+		// (river triggers the fetch on SQLite; PostgreSQL notifies every
+		// replica and worker through LISTEN/NOTIFY); the poll is only the
+		// fallback, slow enough that an idle server does not spin on it.
+		cfg.FetchPollInterval = time.Second
 		cfg.FetchCooldown = 20 * time.Millisecond
 	}
 	c, err := newClient(cfg)

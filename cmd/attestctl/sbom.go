@@ -77,6 +77,9 @@ func waitForJob(c *cobra.Command, g *globals, j wire.Job, timeout time.Duration)
 	}
 	deadline := time.Now().Add(timeout)
 	last := ""
+	// The first polls come quickly (a stored result or a short job answers
+	// in milliseconds), then back off to twice a second.
+	pause := 5 * time.Millisecond
 	for {
 		switch j.State {
 		case "completed":
@@ -96,8 +99,9 @@ func waitForJob(c *cobra.Command, g *globals, j wire.Job, timeout time.Duration)
 		select {
 		case <-c.Context().Done():
 			return j, c.Context().Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, 500*time.Millisecond)
 		if j, err = cl.Job(c.Context(), j.ID); err != nil {
 			return j, err
 		}
