@@ -252,7 +252,12 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	a.sync = service.NewSync(a.db, 250*time.Millisecond, a.log)
 	a.sync.Watch(index.RevisionKeys, lifecycle.Reload)
 	a.sync.Watch(index.RevisionPolicies, policyService.Reload)
-	evidence := service.NewEvidence(regs, keySet)
+	quarantines, err := service.NewQuarantines(ctx, a.db, a.rec, keySet, a.log)
+	if err != nil {
+		return err
+	}
+	a.sync.Watch(index.RevisionQuarantines, quarantines.Reload)
+	evidence := service.NewEvidence(regs, keySet, service.WithKeyQuarantine(quarantines))
 	verification := service.NewVerification(regs, evidence)
 	// Writes of one subject are serialized in this process, and across
 	// replicas through the shared index.
@@ -263,7 +268,8 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		locks = service.NewSharedLocks(a.db)
 	}
 	attestations := service.NewAttestations(regs, regs, evidence, keySet, locks, a.rec, cfg.BuilderID, a.log)
-	gate := service.NewGate(regs, evidence, keySet, policies, a.rec, cfg.GateTimeout, cfg.VerdictTTL, a.log)
+	gate := service.NewGate(regs, evidence, keySet, policies, a.rec, cfg.GateTimeout, cfg.VerdictTTL, a.log, service.WithQuarantine(quarantines))
+	revalidator := service.NewRevalidator(gate, a.db, cfg.RevalidateWindow, cfg.GateTimeout, a.log)
 
 	var newClient func(*river.Config) (service.JobClient, error)
 	if u := cfg.SharedDatabase(); u != "" {
@@ -289,7 +295,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	}
 	sboms, err := service.NewSBOMs(newClient, regs, regs, attestations, a.db, service.SBOMLimits{
 		MaxBytes: cfg.SBOMMaxBytes, MaxLayers: 500, Timeout: cfg.SBOMTimeout, Workers: cfg.SBOMWorkers,
-	}, true, a.log)
+	}, true, a.log, revalidator.Jobs(cfg.RevalidateInterval))
 	if err != nil {
 		return err
 	}
@@ -308,6 +314,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.MustRegister(nonCompliant{db: a.db, log: a.log})
 
 	e := api.New(api.Config{
 		Log:       a.log,
@@ -330,6 +337,9 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		Search:            search,
 		Packages:          packages,
 		Replay:            replay,
+		Quarantine:        quarantines,
+		Deployments:       service.NewDeployments(a.db, keySet, quarantines),
+		Revalidate:        revalidator,
 		Keys:              lifecycle,
 		Registry:          regHandler,
 		RegistryHost:      a.regHost,
@@ -604,4 +614,31 @@ func (a *App) Serve(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// nonCompliant is the gauge of deployments the latest re-validation found
+// non-compliant, by namespace. It is read from the index at each scrape,
+// so every replica reports the same, whichever ran the job.
+type nonCompliant struct {
+	db  *index.DB
+	log *slog.Logger
+}
+
+var nonCompliantDesc = prometheus.NewDesc("attestd_deployments_noncompliant",
+	"Admitted images (repository, digest, namespace) the latest re-validation would deny now, by namespace.", []string{"namespace"}, nil)
+
+func (nonCompliant) Describe(ch chan<- *prometheus.Desc) { ch <- nonCompliantDesc }
+
+func (n nonCompliant) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	counts, err := n.db.NonCompliantByNamespace(ctx)
+	if err != nil {
+		n.log.WarnContext(ctx, "non-compliant deployments not counted", "err", err.Error())
+		ch <- prometheus.NewInvalidMetric(nonCompliantDesc, err)
+		return
+	}
+	for ns, c := range counts {
+		ch <- prometheus.MustNewConstMetric(nonCompliantDesc, prometheus.GaugeValue, float64(c), ns)
+	}
 }
