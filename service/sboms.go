@@ -121,11 +121,11 @@ func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, acce
 	if workers {
 		w := river.NewWorkers()
 		river.AddWorker(w, &sbomWorker{s: s})
+		cfg.Workers = w
+		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: max(1, limits.Workers)}}
 		for _, o := range opts {
 			o(w, cfg)
 		}
-		cfg.Workers = w
-		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: max(1, limits.Workers)}}
 		cfg.FetchPollInterval = 50 * time.Millisecond
 		cfg.FetchCooldown = 20 * time.Millisecond
 	}
