@@ -345,3 +345,29 @@ func (q *Quarantines) List(ctx context.Context, p Principal, f QuarantineFilter)
 	}
 	return out, nil
 }
+
+// SignersNotQuarantined hands out signing keys from Set, but refuses a key
+// a quarantine holds (ErrNotSigning: 403), or any key while the quarantine
+// list is not known: what it signed would not count.
+type SignersNotQuarantined struct {
+	Set interface {
+		Signer(name string) (*keys.Key, error)
+	}
+	Quarantines *Quarantines
+}
+
+// Signer returns the signing key called name ("" for the default).
+func (s SignersNotQuarantined) Signer(name string) (*keys.Key, error) {
+	k, err := s.Set.Signer(name)
+	if err != nil {
+		return nil, err
+	}
+	x, err := s.Quarantines.Key(k.ID())
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", keys.ErrNotSigning, err)
+	case x != nil:
+		return nil, fmt.Errorf("%w: %s", keys.ErrNotSigning, quarantineReason(x))
+	}
+	return k, nil
+}

@@ -267,7 +267,9 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	if a.db.Shared() {
 		locks = service.NewSharedLocks(a.db)
 	}
-	attestations := service.NewAttestations(regs, regs, evidence, keySet, locks, a.rec, cfg.BuilderID, a.log)
+	// A quarantined key signs nothing.
+	signers := service.SignersNotQuarantined{Set: keySet, Quarantines: quarantines}
+	attestations := service.NewAttestations(regs, regs, evidence, signers, locks, a.rec, cfg.BuilderID, a.log)
 	gate := service.NewGate(regs, evidence, keySet, policies, a.rec, cfg.GateTimeout, cfg.VerdictTTL, a.log, service.WithQuarantine(quarantines))
 	revalidator := service.NewRevalidator(gate, a.db, cfg.RevalidateWindow, cfg.GateTimeout, a.log)
 
@@ -319,7 +321,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	e := api.New(api.Config{
 		Log:       a.log,
 		Tokens:    tokens,
-		Signing:   service.NewSigning(regs, regs, evidence, keySet, locks, a.rec, a.log),
+		Signing:   service.NewSigning(regs, regs, evidence, signers, locks, a.rec, a.log),
 		Verify:    verification,
 		Attest:    attestations,
 		Gate:      gate,

@@ -21,7 +21,7 @@ import (
 // docker-registry: a digest quarantined on one is denied there at once,
 // and on the other within a second, though both had its allow cached; a
 // lift on the other restores it everywhere. A quarantined key's
-// signatures stop counting on both, the same way.
+// signatures stop counting on both, the same way, and it signs nothing.
 func TestQuarantineOnReplicas(t *testing.T) {
 	ctx := context.Background()
 	host := need(t, "ATTESTD_TEST_DOCKER_REGISTRY", "host:port of Debian's docker-registry, started by scripts/with-services")
@@ -103,6 +103,10 @@ func TestQuarantineOnReplicas(t *testing.T) {
 	within(t, "the key's quarantine on the other replica", func() (bool, string) {
 		dec, state := decide(va)
 		return !dec.Allow && strings.Contains(dec.Reason, "quarantined"), state
+	})
+	within(t, "signing with the quarantined key refused on the other replica", func() (bool, string) {
+		_, err := A.Client(t, signer).SignWith(ctx, wire.SignRequest{Image: d.String(), Key: "b"})
+		return err != nil && strings.Contains(err.Error(), "quarantined"), fmt.Sprint(err)
 	})
 	if rep, err := A.Client(t, verifier).Signatures(ctx, d.String()); err != nil || rep.Verified {
 		t.Errorf("signatures by a quarantined key verify: %+v %v", rep, err)
