@@ -18,6 +18,7 @@ import (
 type revalidationStore interface {
 	AdmittedSince(ctx context.Context, since time.Time, limit int) ([]index.Admitted, error)
 	PutRevalidations(ctx context.Context, rs []index.Revalidation, start time.Time) error
+	Revalidations(ctx context.Context, f index.RevalidationFilter) ([]index.Revalidation, error)
 }
 
 // maxRevalidated caps the admissions one run judges again.
@@ -46,7 +47,8 @@ type Revalidator struct {
 type RevalidatorOption func(*Revalidator)
 
 // WithNonCompliantNotify calls notify after each run with the results that
-// are not compliant. It MUST NOT block for long: the run waits for it.
+// turned non-compliant in it (compliant, or not judged, in the previous
+// run). The run waits for it: it MUST be bounded.
 func WithNonCompliantNotify(notify func(ctx context.Context, rs []index.Revalidation)) RevalidatorOption {
 	return func(r *Revalidator) { r.notify = notify }
 }
@@ -98,6 +100,15 @@ func (r *Revalidator) Run(ctx context.Context) (RevalidationSummary, error) {
 		admitted, sum.Truncated = admitted[:r.max], true
 		r.log.WarnContext(ctx, "re-validation: more admissions in the window than one run judges", "judged", r.max, "window", r.window.String())
 	}
+	no := false
+	before, err := r.store.Revalidations(ctx, index.RevalidationFilter{Compliant: &no, Limit: r.max + 1})
+	if err != nil {
+		return sum, fmt.Errorf("%w: read re-validation: %w", ErrUnavailable, err)
+	}
+	wasBad := map[[3]string]bool{}
+	for _, b := range before {
+		wasBad[[3]string{b.Repository, b.Digest, b.Namespace}] = true
+	}
 	results := make([]index.Revalidation, 0, len(admitted))
 	var bad []index.Revalidation
 	for _, a := range admitted {
@@ -132,8 +143,14 @@ func (r *Revalidator) Run(ctx context.Context) (RevalidationSummary, error) {
 		level = slog.LevelWarn
 	}
 	r.log.Log(ctx, level, "re-validation done", "checked", sum.Checked, "non_compliant", sum.NonCompliant, "truncated", sum.Truncated)
-	if r.notify != nil && len(bad) > 0 {
-		r.notify(ctx, bad)
+	var turned []index.Revalidation
+	for _, b := range bad {
+		if !wasBad[[3]string{b.Repository, b.Digest, b.Namespace}] {
+			turned = append(turned, b)
+		}
+	}
+	if r.notify != nil && len(turned) > 0 {
+		r.notify(ctx, turned)
 	}
 	return sum, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/attestd/attestd/api"
+	"github.com/attestd/attestd/internal/notify"
 	"github.com/attestd/attestd/keys"
 	"github.com/attestd/attestd/service"
 	"github.com/attestd/attestd/service/identity"
@@ -271,7 +272,15 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	signers := service.SignersNotQuarantined{Set: keySet, Quarantines: quarantines}
 	attestations := service.NewAttestations(regs, regs, evidence, signers, locks, a.rec, cfg.BuilderID, a.log)
 	gate := service.NewGate(regs, evidence, keySet, policies, a.rec, cfg.GateTimeout, cfg.VerdictTTL, a.log, service.WithQuarantine(quarantines))
-	revalidator := service.NewRevalidator(gate, a.db, cfg.RevalidateWindow, cfg.GateTimeout, a.log)
+	var revalOpts []service.RevalidatorOption
+	if cfg.RevalidateWebhookURL != "" {
+		hook, err := notify.New(cfg.RevalidateWebhookURL, cfg.RevalidateWebhookAllow, "attestd/"+defaultOriginHost(cfg), notify.Options{})
+		if err != nil {
+			return fmt.Errorf("revalidate_webhook_url: %w", err)
+		}
+		revalOpts = append(revalOpts, service.WithNonCompliantNotify(nonCompliantWebhook(hook, a.log)))
+	}
+	revalidator := service.NewRevalidator(gate, a.db, cfg.RevalidateWindow, cfg.GateTimeout, a.log, revalOpts...)
 
 	var newClient func(*river.Config) (service.JobClient, error)
 	if u := cfg.SharedDatabase(); u != "" {
@@ -642,5 +651,34 @@ func (n nonCompliant) Collect(ch chan<- prometheus.Metric) {
 	}
 	for ns, c := range counts {
 		ch <- prometheus.MustNewConstMetric(nonCompliantDesc, prometheus.GaugeValue, float64(c), ns)
+	}
+}
+
+// Bounds of the re-validation webhook: events per run, and the time one
+// run's deliveries may take (the gate never waits on them: they run in the
+// re-validation job).
+const (
+	maxWebhookEvents = 100
+	webhookBudget    = time.Minute
+)
+
+// nonCompliantWebhook posts a CloudEvent (dev.attestd.deployment.noncompliant)
+// for each deployment that turned non-compliant. A delivery that fails
+// after its retries is logged, by host only, and dropped.
+func nonCompliantWebhook(hook *notify.Webhook, log *slog.Logger) func(context.Context, []index.Revalidation) {
+	return func(ctx context.Context, rs []index.Revalidation) {
+		ctx, cancel := context.WithTimeout(ctx, webhookBudget)
+		defer cancel()
+		for i, r := range rs {
+			if i == maxWebhookEvents {
+				log.WarnContext(ctx, "re-validation webhook: more deployments turned non-compliant than one run sends", "sent", i, "turned", len(rs))
+				return
+			}
+			data := map[string]any{"repository": r.Repository, "digest": r.Digest, "namespace": r.Namespace, "compliant": false,
+				"reason": r.Reason, "checked_at": r.CheckedAt}
+			if err := hook.Send(ctx, "dev.attestd.deployment.noncompliant", r.Repository+"@"+r.Digest, data); err != nil {
+				log.WarnContext(ctx, "re-validation webhook not delivered", "host", hook.Host(), "digest", r.Digest, "err", err.Error())
+			}
+		}
 	}
 }

@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/attestd/attestd/api/client"
 	"github.com/attestd/attestd/api/wire"
 	"github.com/attestd/attestd/internal/app"
+	"github.com/attestd/attestd/internal/notify"
 	"github.com/attestd/attestd/internal/testenv"
 )
 
@@ -130,10 +133,20 @@ func TestRevocationFlipsDeployments(t *testing.T) {
 	ctx := context.Background()
 	kms := testenv.StartLocalKMS(t)
 	releaseURI := kms.CreateKey(t, "release")
+	events := make(chan notify.Event, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e notify.Event
+		if r.Header.Get("Content-Type") == "application/cloudevents+json" && json.NewDecoder(r.Body).Decode(&e) == nil {
+			events <- e
+		}
+	}))
+	defer hook.Close()
 	s := testenv.Start(t, func(c *app.Config) {
 		c.Keys = []app.KeyConfig{{Name: "default", URI: "file://"}, {Name: "release", URI: releaseURI}}
 		c.DefaultKey = "default"
 		c.RevalidateInterval = time.Second
+		c.RevalidateWebhookURL = hook.URL + "/attestd?token=s3cret"
+		c.RevalidateWebhookAllow = []string{strings.TrimPrefix(hook.URL, "http://")}
 	})
 	signer := s.ScopedToken(t, []string{s.RegistryHost + "/rv/**"}, "signer")
 	auth := &authn.Basic{Username: "ci", Password: signer}
@@ -195,6 +208,29 @@ func TestRevocationFlipsDeployments(t *testing.T) {
 	}
 	if ok, err := auditor.Deployments(ctx, client.DeploymentQuery{Compliant: "true", Namespace: "prod"}); err != nil || len(ok.Deployments) != 1 || ok.Deployments[0].Digest != both.DigestStr() {
 		t.Errorf("the deployment the default key signed too stays compliant: %+v %v", ok, err)
+	}
+
+	// The CloudEvent, once: the deployment turned non-compliant.
+	select {
+	case e := <-events:
+		data, _ := e.Data.(map[string]any)
+		if e.Type != "dev.attestd.deployment.noncompliant" || e.SpecVersion != "1.0" || !strings.HasSuffix(e.Subject, only.DigestStr()) ||
+			data["namespace"] != "prod" || !strings.Contains(fmt.Sprint(data["reason"]), "revoked") {
+			t.Errorf("the webhook's event: %+v", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no CloudEvent for the deployment that turned non-compliant")
+	}
+	if _, err := s.Admin.Revalidate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-events:
+		t.Errorf("a deployment still non-compliant was announced again: %+v", e)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if strings.Contains(s.LogText(), "s3cret") {
+		t.Error("the webhook URL's secret is in the log")
 	}
 
 	// The gauge, by namespace.
