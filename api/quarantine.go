@@ -49,11 +49,11 @@ func listQuarantines(q *service.Quarantines) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		all, err := queryBool(c, "all")
+		lifted, err := queryBool(c, "lifted")
 		if err != nil {
 			return err
 		}
-		page, err := q.List(c.Request().Context(), principal(c), service.QuarantineFilter{All: all != nil && *all, Kind: c.QueryParam("kind"), Cursor: c.QueryParam("cursor"), Limit: limit})
+		page, err := q.List(c.Request().Context(), principal(c), service.QuarantineFilter{Lifted: lifted != nil && *lifted, Kind: c.QueryParam("kind"), Cursor: c.QueryParam("cursor"), Limit: limit})
 		if err != nil {
 			return err
 		}

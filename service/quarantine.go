@@ -56,6 +56,9 @@ type Quarantines struct {
 	log   *slog.Logger
 	now   func() time.Time
 
+	// maxActive caps the quarantines in force (maxActiveQuarantines).
+	maxActive int
+
 	mu      sync.RWMutex
 	gen     int64
 	digests map[string]index.Quarantine
@@ -66,7 +69,7 @@ type Quarantines struct {
 // NewQuarantines loads the quarantines in force. rec prepares and
 // sequences their events; ks names keys.
 func NewQuarantines(ctx context.Context, store quarantineStore, rec preparer, ks quarantineKeys, log *slog.Logger) (*Quarantines, error) {
-	q := &Quarantines{store: store, rec: rec, keys: ks, log: log, now: time.Now}
+	q := &Quarantines{store: store, rec: rec, keys: ks, log: log, now: time.Now, maxActive: maxActiveQuarantines}
 	if err := q.Reload(ctx); err != nil {
 		return nil, fmt.Errorf("load quarantines: %w", err)
 	}
@@ -202,7 +205,7 @@ func (q *Quarantines) Add(ctx context.Context, p Principal, req QuarantineReques
 		ev.KeyID, ev.KeyName = k.ID(), k.Name()
 	}
 	ev.Detail = map[string]any{"quarantine_id": x.ID, "subject_kind": x.Kind, "subject": x.Subject, "reason": reason}
-	if n := q.active(); n >= maxActiveQuarantines {
+	if n := q.active(); n >= q.maxActive {
 		return QuarantineInfo{}, fmt.Errorf("%w: %d quarantines are in force, the most attestd holds: lift some first", ErrInvalid, n)
 	}
 	ie, err := q.rec.Prepare(ctx, ev)
@@ -296,8 +299,8 @@ func (q *Quarantines) Lift(ctx context.Context, p Principal, id, reason string) 
 
 // QuarantineFilter selects quarantines to list.
 type QuarantineFilter struct {
-	// All lists lifted quarantines too.
-	All bool
+	// Lifted lists lifted quarantines too.
+	Lifted bool
 	// Kind is "digest", "key" or "" for both.
 	Kind string
 	// Cursor is the previous page's NextCursor.
@@ -312,7 +315,8 @@ type QuarantinePage struct {
 	NextCursor  string
 }
 
-// List lists quarantines (roles admin, auditor): those in force, or all.
+// List lists quarantines (roles admin, auditor): those in force, or with
+// Lifted all of them.
 func (q *Quarantines) List(ctx context.Context, p Principal, f QuarantineFilter) (QuarantinePage, error) {
 	if err := Authorize(p, ActionAudit); err != nil {
 		return QuarantinePage{}, err
@@ -326,7 +330,7 @@ func (q *Quarantines) List(ctx context.Context, p Principal, f QuarantineFilter)
 	if f.Kind != "" && f.Kind != index.QuarantineDigest && f.Kind != index.QuarantineKey {
 		return QuarantinePage{}, fmt.Errorf("%w: kind is digest or key", ErrInvalid)
 	}
-	filter := index.QuarantineFilter{Active: !f.All, Kind: f.Kind, Limit: f.Limit}
+	filter := index.QuarantineFilter{Active: !f.Lifted, Kind: f.Kind, Limit: f.Limit}
 	if f.Cursor != "" {
 		at, id, err := decodeDecisionCursor(f.Cursor)
 		if err != nil {

@@ -132,3 +132,40 @@ func TestQuarantineFailsClosed(t *testing.T) {
 		t.Errorf("evidence with the quarantine list unreadable: %v %q", bad, reason)
 	}
 }
+
+// TestQuarantineCaps: the quarantines in force and a listing's page are
+// bounded; a bad kind or cursor is refused.
+func TestQuarantineCaps(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	db := openIndex(t)
+	rec := NewRecorder(db, log)
+	defer rec.Close(ctx)
+	sv, _, _ := signature.NewDefaultECDSASignerVerifier()
+	k, _ := keys.New("default", sv)
+	set, _ := keys.NewSet("default", k)
+	q, err := NewQuarantines(ctx, db, rec, set, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.maxActive = 1
+	admin := Principal{Name: "root", Roles: []string{RoleAdmin}}
+	if _, err := q.Add(ctx, admin, QuarantineRequest{Key: "default", Reason: "leaked"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Add(ctx, admin, QuarantineRequest{Digest: "sha256:" + strings.Repeat("c", 64), Reason: "r"}); err == nil || !strings.Contains(err.Error(), "lift some first") {
+		t.Errorf("a quarantine over the cap: %v", err)
+	}
+	if _, err := (SignersNotQuarantined{Set: set, Quarantines: q}).Signer("default"); err == nil || !strings.Contains(err.Error(), "quarantined") {
+		t.Errorf("a quarantined key signs: %v", err)
+	}
+	auditor := Principal{Name: "a", Roles: []string{RoleAuditor}}
+	for _, f := range []QuarantineFilter{{Limit: 1001}, {Limit: -1}, {Kind: "image"}, {Cursor: "!!"}} {
+		if _, err := q.List(ctx, auditor, f); err == nil || !strings.Contains(err.Error(), ErrInvalid.Error()) {
+			t.Errorf("List(%+v) = %v, want invalid", f, err)
+		}
+	}
+	if page, err := q.List(ctx, auditor, QuarantineFilter{Limit: 1}); err != nil || len(page.Quarantines) != 1 || page.NextCursor == "" {
+		t.Errorf("a full page has a cursor: %+v %v", page, err)
+	}
+}

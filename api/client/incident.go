@@ -23,10 +23,10 @@ func (c *Client) LiftQuarantine(ctx context.Context, id, reason string) (wire.Qu
 	return out, err
 }
 
-// QuarantineQuery selects quarantines: those in force, or All; Kind is
-// "digest", "key" or "".
+// QuarantineQuery selects quarantines: those in force, or with Lifted
+// lifted ones too; Kind is "digest", "key" or "".
 type QuarantineQuery struct {
-	All    bool
+	Lifted bool
 	Kind   string
 	Cursor string
 	Limit  int
@@ -35,11 +35,11 @@ type QuarantineQuery struct {
 // Quarantines returns one page of quarantines, oldest first.
 func (c *Client) Quarantines(ctx context.Context, q QuarantineQuery) (wire.QuarantinesResponse, error) {
 	var out wire.QuarantinesResponse
-	all := ""
-	if q.All {
-		all = "true"
+	lifted := ""
+	if q.Lifted {
+		lifted = "true"
 	}
-	err := c.do(ctx, http.MethodGet, "/v1/quarantine?"+query(map[string]string{"all": all, "kind": q.Kind, "cursor": q.Cursor}, time.Time{}, time.Time{}, q.Limit), nil, &out)
+	err := c.do(ctx, http.MethodGet, "/v1/quarantine?"+query(map[string]string{"lifted": lifted, "kind": q.Kind, "cursor": q.Cursor}, time.Time{}, time.Time{}, q.Limit), nil, &out)
 	return out, err
 }
 

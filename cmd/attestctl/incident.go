@@ -52,11 +52,11 @@ func quarantineCmd(g *globals) *cobra.Command {
 	add.Flags().StringVar(&reason, "reason", "", "why (required; recorded)")
 	_ = add.MarkFlagRequired("reason")
 
-	var all, every bool
+	var lifted, all bool
 	var kind string
 	list := &cobra.Command{
-		Use:   "list [--all] [--kind digest|key]",
-		Short: "List the quarantines in force (--all: lifted ones too) (auditor, admin)",
+		Use:   "list [--lifted] [--kind digest|key] [--all]",
+		Short: "List the quarantines in force (--lifted: lifted ones too) (auditor, admin)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cl, err := g.client()
@@ -66,12 +66,12 @@ func quarantineCmd(g *globals) *cobra.Command {
 			var out []wire.Quarantine
 			cursor := ""
 			for {
-				page, err := cl.Quarantines(c.Context(), client.QuarantineQuery{All: all, Kind: kind, Cursor: cursor, Limit: 1000})
+				page, err := cl.Quarantines(c.Context(), client.QuarantineQuery{Lifted: lifted, Kind: kind, Cursor: cursor, Limit: 1000})
 				if err != nil {
 					return err
 				}
 				out = append(out, page.Quarantines...)
-				if cursor = page.NextCursor; cursor == "" || !every {
+				if cursor = page.NextCursor; cursor == "" || !all {
 					break
 				}
 			}
@@ -92,8 +92,8 @@ func quarantineCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	list.Flags().BoolVar(&all, "all", false, "list lifted quarantines too")
-	list.Flags().BoolVar(&every, "every-page", true, "follow the pages to the end")
+	list.Flags().BoolVar(&lifted, "lifted", false, "list lifted quarantines too")
+	list.Flags().BoolVar(&all, "all", false, "follow next_cursor to the last page (1000 a page)")
 	list.Flags().StringVar(&kind, "kind", "", "digest or key")
 
 	var liftReason string

@@ -81,10 +81,10 @@ func TestWalkthroughQuarantine(t *testing.T) {
 	if dec, err := verify(); err != nil || !dec.Allow {
 		t.Errorf("after the lift: %+v %v; want an allow", dec, err)
 	}
-	out, err = run(t, d.auditor, d.srv, "quarantine", "list", "--all", "-o", "json")
+	out, err = run(t, d.auditor, d.srv, "quarantine", "list", "--lifted", "--all", "-o", "json")
 	var all []wire.Quarantine
 	if err != nil || json.Unmarshal([]byte(out), &all) != nil || len(all) != 1 || all[0].LiftedBy == "" {
-		t.Errorf("quarantine list --all: %v\n%s", err, out)
+		t.Errorf("quarantine list --lifted: %v\n%s", err, out)
 	}
 
 	// Both changes are recorded events, with the actor.

@@ -283,9 +283,9 @@ func (d *DB) Revalidations(ctx context.Context, f RevalidationFilter) ([]Revalid
 }
 
 // NonCompliantByNamespace counts the latest non-compliant results by
-// namespace.
+// namespace, for every namespace with a result (0 where all comply).
 func (d *DB) NonCompliantByNamespace(ctx context.Context) (map[string]int, error) {
-	rows, err := d.db.QueryContext(ctx, d.q(`SELECT namespace, COUNT(*) FROM revalidations WHERE compliant = ? GROUP BY namespace`), false)
+	rows, err := d.db.QueryContext(ctx, d.q(`SELECT namespace, SUM(CASE WHEN compliant = ? THEN 1 ELSE 0 END) FROM revalidations GROUP BY namespace`), false)
 	if err != nil {
 		return nil, fmt.Errorf("count revalidations: %w", err)
 	}
