@@ -59,6 +59,9 @@ type Quarantines struct {
 	// maxActive caps the quarantines in force (maxActiveQuarantines).
 	maxActive int
 
+	// wmu orders changes to the list in force: a reload that read the
+	// store before a change here committed must not apply after it.
+	wmu     sync.Mutex
 	mu      sync.RWMutex
 	gen     int64
 	digests map[string]index.Quarantine
@@ -79,6 +82,8 @@ func NewQuarantines(ctx context.Context, store quarantineStore, rec preparer, ks
 // Reload reads the quarantines in force, as any replica left them. If they
 // cannot be read, every check fails (deny) until a reload succeeds.
 func (q *Quarantines) Reload(ctx context.Context) error {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
 	active, err := q.store.Quarantines(ctx, index.QuarantineFilter{Active: true, Limit: maxActiveQuarantines + 1})
 	if err == nil && len(active) > maxActiveQuarantines {
 		err = fmt.Errorf("more than %d quarantines in force", maxActiveQuarantines)
@@ -212,19 +217,33 @@ func (q *Quarantines) Add(ctx context.Context, p Principal, req QuarantineReques
 	if err != nil {
 		return QuarantineInfo{}, err
 	}
-	if _, err := q.store.AddQuarantine(ctx, x, ie); errors.Is(err, index.ErrQuarantined) {
+	err = q.change(func() error {
+		_, err := q.store.AddQuarantine(ctx, x, ie)
+		return err
+	}, func() { q.put(x) })
+	if errors.Is(err, index.ErrQuarantined) {
 		return QuarantineInfo{}, fmt.Errorf("%w: %s %s is quarantined already", ErrInvalid, x.Kind, x.Subject)
 	} else if err != nil {
 		return QuarantineInfo{}, fmt.Errorf("%w: store the quarantine: %w", ErrUnavailable, err)
 	}
-	q.mu.Lock()
-	if q.err == nil {
-		q.put(x)
-	}
-	q.gen++
-	q.mu.Unlock()
 	q.log.WarnContext(ctx, "quarantine added", "quarantine_id", x.ID, "kind", x.Kind, "subject", x.Subject, "by", p.Name)
 	return q.sequence(ctx, x, ie)
+}
+
+// change stores a change, then applies it to the list in force, ordered
+// with reloads (wmu); readers (the gate) wait only for the apply (mu),
+// never for the store. The generation moves whatever store returns.
+func (q *Quarantines) change(store func() error, apply func()) error {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	err := store()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.gen++
+	if err == nil && q.err == nil {
+		apply()
+	}
+	return err
 }
 
 func (q *Quarantines) sequence(ctx context.Context, x index.Quarantine, ie index.Event) (QuarantineInfo, error) {
@@ -274,7 +293,18 @@ func (q *Quarantines) Lift(ctx context.Context, p Principal, id, reason string) 
 	if err != nil {
 		return QuarantineInfo{}, err
 	}
-	x, _, err := q.store.LiftQuarantine(ctx, id, p.Name, reason, ie.At, ie)
+	var x index.Quarantine
+	err = q.change(func() error {
+		var err error
+		x, _, err = q.store.LiftQuarantine(ctx, id, p.Name, reason, ie.At, ie)
+		return err
+	}, func() {
+		if x.Kind == index.QuarantineKey {
+			delete(q.byKey, x.Subject)
+		} else {
+			delete(q.digests, x.Subject)
+		}
+	})
 	switch {
 	case errors.Is(err, index.ErrNotFound):
 		return QuarantineInfo{}, fmt.Errorf("%w: no quarantine %q", ErrNotFound, id)
@@ -283,16 +313,6 @@ func (q *Quarantines) Lift(ctx context.Context, p Principal, id, reason string) 
 	case err != nil:
 		return QuarantineInfo{}, fmt.Errorf("%w: store the lift: %w", ErrUnavailable, err)
 	}
-	q.mu.Lock()
-	if q.err == nil {
-		if x.Kind == index.QuarantineKey {
-			delete(q.byKey, x.Subject)
-		} else {
-			delete(q.digests, x.Subject)
-		}
-	}
-	q.gen++
-	q.mu.Unlock()
 	q.log.WarnContext(ctx, "quarantine lifted", "quarantine_id", x.ID, "kind", x.Kind, "subject", x.Subject, "by", p.Name)
 	return q.sequence(ctx, x, ie)
 }
