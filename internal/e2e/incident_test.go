@@ -233,6 +233,23 @@ func TestRevocationFlipsDeployments(t *testing.T) {
 		t.Error("the webhook URL's secret is in the log")
 	}
 
+	// Deny by default: no token, no answer.
+	for _, r := range []struct{ method, path string }{
+		{http.MethodGet, "/v1/deployments?compliant=false"}, {http.MethodPost, "/v1/deployments/revalidate"},
+		{http.MethodGet, "/v1/quarantine"}, {http.MethodPost, "/v1/quarantine"}, {http.MethodPost, "/v1/quarantine/x/lift"},
+	} {
+		req, _ := http.NewRequest(r.method, s.URL+r.path, strings.NewReader(`{"digest":"`+only.DigestStr()+`","reason":"x"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s %s without a token: %d, want 401", r.method, r.path, resp.StatusCode)
+		}
+	}
+
 	// The gauge, by namespace.
 	metrics := scrape(t, s, s.Token(t, "auditor"))
 	if !strings.Contains(metrics, `attestd_deployments_noncompliant{namespace="prod"} 1`) {
