@@ -90,7 +90,9 @@ func (r *Revalidator) RunNow(ctx context.Context, p Principal) (RevalidationSumm
 func (r *Revalidator) Run(ctx context.Context) (RevalidationSummary, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	start := r.now().UTC()
+	// The index keeps microseconds: a result stored a little after start
+	// must not read as older than it (results older than start are pruned).
+	start := r.now().UTC().Truncate(time.Microsecond)
 	sum := RevalidationSummary{Started: start}
 	admitted, err := r.store.AdmittedSince(ctx, start.Add(-r.window), r.max+1)
 	if err != nil {
@@ -125,7 +127,7 @@ func (r *Revalidator) Run(ctx context.Context) (RevalidationSummary, error) {
 			cancel()
 			res.Repository = d.Context().Name()
 		}
-		res.CheckedAt = r.now().UTC()
+		res.CheckedAt = r.now().UTC().Truncate(time.Microsecond)
 		if res.CheckedAt.Before(start) {
 			res.CheckedAt = start
 		}
