@@ -36,6 +36,7 @@ type Revalidator struct {
 	window  time.Duration
 	timeout time.Duration
 	notify  func(ctx context.Context, rs []index.Revalidation)
+	refresh func(ctx context.Context) error
 	log     *slog.Logger
 	now     func() time.Time
 	max     int
@@ -51,6 +52,13 @@ type RevalidatorOption func(*Revalidator)
 // run). The run waits for it: it MUST be bounded.
 func WithNonCompliantNotify(notify func(ctx context.Context, rs []index.Revalidation)) RevalidatorOption {
 	return func(r *Revalidator) { r.notify = notify }
+}
+
+// WithRefresh calls refresh before each run (Sync.Check): a run judges
+// with the policies, key states and quarantines any replica left, not
+// only those this one has polled. A failed refresh fails the run.
+func WithRefresh(refresh func(ctx context.Context) error) RevalidatorOption {
+	return func(r *Revalidator) { r.refresh = refresh }
 }
 
 // NewRevalidator returns the re-validation service: window is how far back
@@ -94,6 +102,11 @@ func (r *Revalidator) Run(ctx context.Context) (RevalidationSummary, error) {
 	// must not read as older than it (results older than start are pruned).
 	start := r.now().UTC().Truncate(time.Microsecond)
 	sum := RevalidationSummary{Started: start}
+	if r.refresh != nil {
+		if err := r.refresh(ctx); err != nil {
+			return sum, fmt.Errorf("%w: read the shared state: %w", ErrUnavailable, err)
+		}
+	}
 	admitted, err := r.store.AdmittedSince(ctx, start.Add(-r.window), r.max+1)
 	if err != nil {
 		return sum, fmt.Errorf("%w: read admissions: %w", ErrUnavailable, err)

@@ -272,7 +272,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	signers := service.SignersNotQuarantined{Set: keySet, Quarantines: quarantines}
 	attestations := service.NewAttestations(regs, regs, evidence, signers, locks, a.rec, cfg.BuilderID, a.log)
 	gate := service.NewGate(regs, evidence, keySet, policies, a.rec, cfg.GateTimeout, cfg.VerdictTTL, a.log, service.WithQuarantine(quarantines))
-	var revalOpts []service.RevalidatorOption
+	revalOpts := []service.RevalidatorOption{service.WithRefresh(a.sync.Check)}
 	if cfg.RevalidateWebhookURL != "" {
 		hook, err := notify.New(cfg.RevalidateWebhookURL, cfg.RevalidateWebhookAllow, "attestd/"+defaultOriginHost(cfg), notify.Options{})
 		if err != nil {

@@ -47,7 +47,7 @@ func TestQuarantineOnReplicas(t *testing.T) {
 	if _, err := A.Client(t, signer).SignWith(ctx, wire.SignRequest{Image: d.String(), Key: "b"}); err != nil {
 		t.Fatal(err)
 	}
-	pol := fmt.Sprintf("name: incident\nmatch: {images: [%q]}\nsignatures: {keys: [b]}\n", host+"/incident/**")
+	pol := fmt.Sprintf("name: incident\nmatch: {images: [%q], namespaces: [prod]}\nsignatures: {keys: [b]}\n", host+"/incident/**")
 	if _, err := A.Admin.PutPolicy(ctx, []byte(pol)); err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +121,26 @@ func TestQuarantineOnReplicas(t *testing.T) {
 		dec, state := decide(vb)
 		return dec.Allow, state
 	})
+
+	// Where it runs and re-validation, on the shared index: admitted in
+	// prod through A, quarantined through B, re-validated by A, listed by B.
+	if dec, err := va.Verify(ctx, wire.VerifyRequest{Image: d.String(), Namespace: "prod"}); err != nil || !dec.Allow {
+		t.Fatalf("admission in prod: %+v %v", dec, err)
+	}
+	q2, err := B.Admin.Quarantine(ctx, wire.QuarantineRequest{Digest: d.DigestStr(), Reason: "CVE-2026-0003"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := A.Admin.Revalidate(ctx); err != nil || sum.NonCompliant != 1 {
+		t.Fatalf("re-validation on A: %+v %v", sum, err)
+	}
+	bad, err := B.Admin.Deployments(ctx, client.DeploymentQuery{Compliant: "false"})
+	if err != nil || len(bad.Deployments) != 1 || bad.Deployments[0].Namespace != "prod" || !strings.Contains(bad.Deployments[0].Reason, q2.ID) {
+		t.Errorf("non-compliant deployments on B: %+v %v", bad, err)
+	}
+	if radius, err := B.Admin.Deployments(ctx, client.DeploymentQuery{Key: "b"}); err != nil || len(radius.Deployments) != 1 || radius.Deployments[0].Digest != d.DigestStr() {
+		t.Errorf("key b's blast radius on B: %+v %v", radius, err)
+	}
 }
 
 // TestRevocationFlipsDeployments admits two images in namespace prod: one
