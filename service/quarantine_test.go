@@ -127,6 +127,9 @@ func TestQuarantineFailsClosed(t *testing.T) {
 	if ok, reason := g.rejudge(ctx, "", od); ok || !strings.Contains(reason, "quarantine list") {
 		t.Errorf("re-validation with the quarantine list unreadable: %v %s", ok, reason)
 	}
+	if _, err := (SignersNotQuarantined{Set: set, Quarantines: q}).Signer("default"); err == nil {
+		t.Error("a key signs while the quarantine list is not known")
+	}
 	ev := NewEvidence(nil, set, WithKeyQuarantine(q))
 	if reason, bad := ev.keyQuarantined(k.ID()); !bad || !strings.Contains(reason, "could not be read") {
 		t.Errorf("evidence with the quarantine list unreadable: %v %q", bad, reason)
