@@ -31,12 +31,14 @@ type Deployments struct {
 	store deploymentStore
 	keys  quarantineKeys
 	quar  keyQuarantine
+	// maxDigests caps the digests one query follows (maxDeploymentsDigests).
+	maxDigests int
 }
 
 // NewDeployments returns the deployments service: ks names keys and their
 // states, q says which keys are quarantined (for the blast radius).
 func NewDeployments(store deploymentStore, ks quarantineKeys, q keyQuarantine) *Deployments {
-	return &Deployments{store: store, keys: ks, quar: q}
+	return &Deployments{store: store, keys: ks, quar: q, maxDigests: maxDeploymentsDigests}
 }
 
 // DeploymentQuery selects deployments. At least one of Digest, Key or
@@ -102,12 +104,12 @@ func (s *Deployments) List(ctx context.Context, p Principal, q DeploymentQuery) 
 			return DeploymentList{}, err
 		}
 	default:
-		rs, err := s.store.Revalidations(ctx, index.RevalidationFilter{Namespace: q.Namespace, Compliant: q.Compliant, Limit: maxDeploymentsDigests + 1})
+		rs, err := s.store.Revalidations(ctx, index.RevalidationFilter{Namespace: q.Namespace, Compliant: q.Compliant, Limit: s.maxDigests + 1})
 		if err != nil {
 			return DeploymentList{}, fmt.Errorf("%w: read re-validations: %w", ErrUnavailable, err)
 		}
-		if len(rs) > maxDeploymentsDigests {
-			rs, out.Truncated = rs[:maxDeploymentsDigests], true
+		if len(rs) > s.maxDigests {
+			rs, out.Truncated = rs[:s.maxDigests], true
 		}
 		for _, r := range rs {
 			if !slices.Contains(digests, r.Digest) {
@@ -172,13 +174,13 @@ func (s *Deployments) signedOnlyBy(ctx context.Context, ref string, repos map[st
 	} else {
 		return nil, false, fmt.Errorf("%w: no key %q in the key set", ErrInvalid, ref)
 	}
-	signed, err := s.store.SignedBy(ctx, k.ID(), maxDeploymentsDigests+1)
+	signed, err := s.store.SignedBy(ctx, k.ID(), s.maxDigests+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: read evidence: %w", ErrUnavailable, err)
 	}
-	truncated := len(signed) > maxDeploymentsDigests
+	truncated := len(signed) > s.maxDigests
 	if truncated {
-		signed = signed[:maxDeploymentsDigests]
+		signed = signed[:s.maxDigests]
 	}
 	var out []string
 	for _, sg := range signed {

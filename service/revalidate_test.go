@@ -100,4 +100,23 @@ func TestRevalidation(t *testing.T) {
 	if _, err := deps.List(ctx, Principal{Name: "v", Roles: []string{RoleVerifier, RoleSigner}}, DeploymentQuery{Digest: dg("a")}); err == nil {
 		t.Error("a verifier listed deployments")
 	}
+
+	// A key's blast radius: the digests only it signed, at most the cap.
+	sig := func(d, content string) index.Evidence {
+		return index.Evidence{Repository: "registry.example/app", Digest: d, Format: "referrer", Content: content, Kind: "signature", Ref: "x", KeyID: k.ID()}
+	}
+	if _, err := rec.Record(ctx, Event{Kind: EventSignatureCreated, Repository: "registry.example/app", Digest: dg("a"),
+		Evidence: []index.Evidence{sig(dg("a"), "c1"), sig(dg("b"), "c2")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := deps.List(ctx, auditor, DeploymentQuery{Key: "default"}); err != nil || len(got.Deployments) != 2 || got.Truncated {
+		t.Errorf("blast radius: %+v %v", got, err)
+	}
+	deps.maxDigests = 1
+	if got, err := deps.List(ctx, auditor, DeploymentQuery{Key: "default"}); err != nil || len(got.Deployments) != 1 || !got.Truncated {
+		t.Errorf("blast radius over the cap: %+v %v; want 1, truncated", got, err)
+	}
+	if got, err := deps.List(ctx, auditor, DeploymentQuery{Key: k.ID(), Limit: 1}); err != nil || len(got.Deployments) != 1 || !got.Truncated {
+		t.Errorf("by key id, over the page: %+v %v", got, err)
+	}
 }

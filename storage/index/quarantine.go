@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -243,11 +244,37 @@ type RevalidationFilter struct {
 // Revalidations returns the results f selects, ordered by repository,
 // digest and namespace.
 func (d *DB) Revalidations(ctx context.Context, f RevalidationFilter) ([]Revalidation, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	if len(f.Digests) <= chunk {
+		return d.revalidations(ctx, f)
+	}
+	// Many digests: chunk by chunk, then in order and cut to the limit.
+	var out []Revalidation
+	for ds := f.Digests; len(ds) > 0; {
+		n := min(len(ds), chunk)
+		g := f
+		g.Digests = ds[:n]
+		rs, err := d.revalidations(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+		ds = ds[n:]
+	}
+	slices.SortFunc(out, func(a, b Revalidation) int {
+		return strings.Compare(a.Repository+"\x00"+a.Digest+"\x00"+a.Namespace, b.Repository+"\x00"+b.Digest+"\x00"+b.Namespace)
+	})
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, nil
+}
+
+func (d *DB) revalidations(ctx context.Context, f RevalidationFilter) ([]Revalidation, error) {
 	where, args := []string{"1 = 1"}, []any{}
 	if len(f.Digests) > 0 {
-		if len(f.Digests) > chunk {
-			return nil, fmt.Errorf("at most %d digests", chunk)
-		}
 		where = append(where, "digest IN ("+placeholders(len(f.Digests))+")")
 		for _, dg := range f.Digests {
 			args = append(args, dg)
@@ -258,9 +285,6 @@ func (d *DB) Revalidations(ctx context.Context, f RevalidationFilter) ([]Revalid
 	}
 	if f.Compliant != nil {
 		where, args = append(where, "compliant = ?"), append(args, *f.Compliant)
-	}
-	if f.Limit <= 0 {
-		f.Limit = 100
 	}
 	args = append(args, f.Limit)
 	rows, err := d.db.QueryContext(ctx, d.q(`SELECT repository, digest, namespace, compliant, reason, checked_at FROM revalidations

@@ -2,6 +2,7 @@ package indextest
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -100,6 +101,14 @@ func revalidations(t *testing.T, open Opener) {
 	no := false
 	if got, _ := db.Revalidations(ctx, index.RevalidationFilter{Compliant: &no, Namespace: "prod", Digests: []string{"sha256:aa"}}); len(got) != 1 {
 		t.Errorf("filter: %+v", got)
+	}
+	many := make([]string, 1000)
+	for i := range many {
+		many[i] = fmt.Sprintf("sha256:%064d", i)
+	}
+	many[999] = "sha256:aa"
+	if got, err := db.Revalidations(ctx, index.RevalidationFilter{Digests: many}); err != nil || len(got) != 1 {
+		t.Errorf("a thousand digests: %+v %v", got, err)
 	}
 	if got, _ := db.Revalidations(ctx, index.RevalidationFilter{Namespace: "dev"}); len(got) != 0 {
 		t.Errorf("filter by namespace: %+v", got)
