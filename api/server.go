@@ -51,6 +51,11 @@ type Config struct {
 	Search   *service.Search
 	Packages *service.Packages
 	Replay   *service.Replay
+	// Quarantine, Deployments and Revalidate serve incident response:
+	// quarantines, where digests run, and re-validation on demand.
+	Quarantine  *service.Quarantines
+	Deployments *service.Deployments
+	Revalidate  *service.Revalidator
 	// Registry is the embedded registry handler, served under /v2/; nil for none.
 	Registry http.Handler
 	// RegistryHost is the embedded registry's name in image references:
@@ -139,6 +144,11 @@ func New(cfg Config) *echo.Echo {
 	v1.GET("/decisions", searchDecisions(cfg.Search), auth)
 	v1.GET("/packages", findPackages(cfg.Packages), auth)
 	v1.POST("/policies/replay", replayPolicy(cfg.Replay), limit, auth)
+	v1.POST("/quarantine", addQuarantine(cfg.Quarantine), limit, auth)
+	v1.GET("/quarantine", listQuarantines(cfg.Quarantine), auth)
+	v1.POST("/quarantine/:id/lift", liftQuarantine(cfg.Quarantine), limit, auth)
+	v1.GET("/deployments", listDeployments(cfg.Deployments), auth)
+	v1.POST("/deployments/revalidate", revalidate(cfg.Revalidate), limit, auth)
 	v1.POST("/tokens", createToken(cfg.Tokens), limit, auth, require(service.ActionManageTokens))
 	v1.GET("/tokens", listTokens(cfg.Tokens), auth, require(service.ActionManageTokens))
 	v1.DELETE("/tokens/:id", revokeToken(cfg.Tokens), auth, require(service.ActionManageTokens))

@@ -47,6 +47,9 @@ const (
 	ActionRegistryDelete Action = "registry.delete"
 	// ActionAudit reads the record: events, decisions, evidence.
 	ActionAudit Action = "audit.read"
+	// ActionQuarantine adds and lifts quarantines: a deny everywhere, at
+	// once, like a key revocation, so admin only.
+	ActionQuarantine Action = "quarantine.manage"
 )
 
 var allowed = map[Action][]string{
@@ -59,6 +62,7 @@ var allowed = map[Action][]string{
 	ActionManagePolicies: {},
 	ActionRegistryDelete: {},
 	ActionAudit:          {RoleAuditor},
+	ActionQuarantine:     {},
 }
 
 // Principal is an authenticated caller.

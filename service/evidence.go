@@ -14,6 +14,7 @@ import (
 
 	"github.com/attestd/attestd/attest"
 	"github.com/attestd/attestd/keys"
+	"github.com/attestd/attestd/storage/index"
 	"github.com/attestd/attestd/storage/oci"
 )
 
@@ -43,11 +44,31 @@ type verifySet interface {
 type Evidence struct {
 	read evidenceStore
 	keys verifySet
+	quar keyQuarantine
+}
+
+// keyQuarantine says which keys are quarantined; *Quarantines is one. An
+// error means the list in force is not known: nothing verifies.
+type keyQuarantine interface {
+	Key(keyID string) (*index.Quarantine, error)
+}
+
+// EvidenceOption configures the evidence reader.
+type EvidenceOption func(*Evidence)
+
+// WithKeyQuarantine makes signatures and attestations by a key q holds
+// quarantined invalid, with the quarantine as the reason.
+func WithKeyQuarantine(q keyQuarantine) EvidenceOption {
+	return func(e *Evidence) { e.quar = q }
 }
 
 // NewEvidence returns the evidence reader.
-func NewEvidence(read evidenceStore, ks verifySet) *Evidence {
-	return &Evidence{read: read, keys: ks}
+func NewEvidence(read evidenceStore, ks verifySet, opts ...EvidenceOption) *Evidence {
+	e := &Evidence{read: read, keys: ks}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
 }
 
 // Caps on the evidence read back for one digest.
@@ -175,6 +196,8 @@ func (e *Evidence) judge(entries []keys.Entry, d name.Digest, hint string, try f
 		default:
 			if err := e.keys.Accept(en.Key, meta.SignedAt); err != nil {
 				out.reason = err.Error()
+			} else if reason, ok := e.keyQuarantined(en.Key.ID()); ok {
+				out.reason = reason
 			} else {
 				out.valid = true
 			}
@@ -349,4 +372,20 @@ func checkDSSE(env *attest.BundleEnvelope, d name.Digest, v signature.Verifier, 
 		}
 	}
 	return nil, fmt.Errorf("%w: subjects %v", errNotBound, st.Subjects)
+}
+
+// keyQuarantined says why copies by the key with id keyID do not count, if
+// a quarantine holds it or the quarantine list could not be read.
+func (e *Evidence) keyQuarantined(keyID string) (string, bool) {
+	if e.quar == nil {
+		return "", false
+	}
+	x, err := e.quar.Key(keyID)
+	switch {
+	case err != nil:
+		return err.Error(), true
+	case x != nil:
+		return quarantineReason(x), true
+	}
+	return "", false
 }

@@ -29,6 +29,13 @@ type decisionRecorder interface {
 	Reused(decisionID, namespace, workloadKind, workloadName string)
 }
 
+// gateQuarantine says which digests are quarantined; *Quarantines is one.
+// An error means the list in force is not known: deny.
+type gateQuarantine interface {
+	Digest(digest string) (*index.Quarantine, error)
+	Revision() int64
+}
+
 type gateKeys interface {
 	Get(name string) (*keys.Key, keys.Status, error)
 	Revision() int64
@@ -45,6 +52,7 @@ type Gate struct {
 	keys     gateKeys
 	policies *policy.Set
 	rec      decisionRecorder
+	quar     gateQuarantine
 	log      *slog.Logger
 	now      func() time.Time
 	timeout  time.Duration
@@ -63,12 +71,26 @@ type cached struct {
 	decision string
 }
 
+// GateOption configures a Gate.
+type GateOption func(*Gate)
+
+// WithQuarantine makes the gate deny every digest q holds quarantined,
+// whatever the policy, its mode or a breakglass, and key its cached
+// verdicts by q's revision too.
+func WithQuarantine(q gateQuarantine) GateOption {
+	return func(g *Gate) { g.quar = q }
+}
+
 // NewGate returns the gate. timeout bounds one decision; ttl is how long a
 // verdict is reused.
 // Fresh decisions are recorded through rec before they are answered.
-func NewGate(r resolver, ev *Evidence, ks gateKeys, ps *policy.Set, rec decisionRecorder, timeout, ttl time.Duration, log *slog.Logger) *Gate {
-	return &Gate{resolve: r, evidence: ev, keys: ks, policies: ps, rec: rec, log: log, now: time.Now,
+func NewGate(r resolver, ev *Evidence, ks gateKeys, ps *policy.Set, rec decisionRecorder, timeout, ttl time.Duration, log *slog.Logger, opts ...GateOption) *Gate {
+	g := &Gate{resolve: r, evidence: ev, keys: ks, policies: ps, rec: rec, log: log, now: time.Now,
 		timeout: timeout, ttl: ttl, cache: map[string]cached{}}
+	for _, o := range opts {
+		o(g)
+	}
+	return g
 }
 
 // VerifyRequest asks whether an image may run.
@@ -227,6 +249,10 @@ func (g *Gate) decide(ctx context.Context, req VerifyRequest, ref name.Reference
 	}
 	d.Image, d.Digest = subj.Digest.String(), subj.Digest.DigestStr()
 	d.KeySetRevision = g.keys.Revision()
+	if reason, ok := g.quarantined(d.Digest); ok {
+		// Incident response: no policy, mode or breakglass admits it.
+		return deny(reason)
+	}
 
 	// One read memo for the whole decision: each registry object is read
 	// once, however many policies and requirements need it.
@@ -329,11 +355,35 @@ func allFromCache(results []judged, reused []string) bool {
 	return len(reused) > 0
 }
 
-// cacheKey keys a verdict by repository and digest, policy revision and
-// key-set revision: never by tag, and never across repositories, since
-// evidence and key scopes belong to a repository.
+// quarantined says why digest is denied by a quarantine, if it is: one in
+// force on it, or a quarantine list that could not be read (fail closed).
+func (g *Gate) quarantined(digest string) (string, bool) {
+	if g.quar == nil {
+		return "", false
+	}
+	x, err := g.quar.Digest(digest)
+	switch {
+	case err != nil:
+		return err.Error(), true
+	case x != nil:
+		return quarantineReason(x), true
+	}
+	return "", false
+}
+
+// quarantineRevision is the revision of the quarantines in force.
+func (g *Gate) quarantineRevision() int64 {
+	if g.quar == nil {
+		return 0
+	}
+	return g.quar.Revision()
+}
+
+// cacheKey keys a verdict by repository and digest, policy revision,
+// key-set revision and quarantine revision: never by tag, and never across
+// repositories, since evidence and key scopes belong to a repository.
 func (g *Gate) cacheKey(d name.Digest, pol *policy.Policy) string {
-	return fmt.Sprintf("%s|%s|%s|%s|%d", d.Context().Name(), d.DigestStr(), pol.Name, pol.Revision(), g.keys.Revision())
+	return fmt.Sprintf("%s|%s|%s|%s|%d|%d", d.Context().Name(), d.DigestStr(), pol.Name, pol.Revision(), g.keys.Revision(), g.quarantineRevision())
 }
 
 // allCachedAllow reports whether an unexpired allow is cached for d under
@@ -388,6 +438,40 @@ func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Re
 		return nil, "", err
 	}
 	return slices.Clone(v.([]Requirement)), "", nil
+}
+
+// rejudge decides afresh whether d may run in namespace under today's
+// policies, key states and quarantines, as the gate would without a
+// breakglass: the quarantine first, then every covering policy's
+// requirements, combined by their modes. It reads no cached verdict and
+// records nothing (re-validation); evidence that cannot be read is a deny
+// with the reason. It returns the outcome and the reason.
+func (g *Gate) rejudge(ctx context.Context, namespace string, d name.Digest) (bool, string) {
+	repo := d.Context().Name()
+	if reason, ok := g.quarantined(d.DigestStr()); ok {
+		return false, "deny: " + reason
+	}
+	pols := g.policies.Covering(namespace, repo)
+	if len(pols) == 0 {
+		return false, fmt.Sprintf("deny: no policy covers %s in namespace %q (the default is deny)", repo, namespace)
+	}
+	ctx = oci.WithReadMemo(ctx)
+	results := make([]judged, 0, len(pols))
+	for _, pol := range pols {
+		reqs, err := g.check(ctx, pol, d)
+		if err != nil {
+			return false, "deny: could not decide: " + err.Error()
+		}
+		j := judged{pol: pol, reqs: reqs, verdict: PolicyVerdict{Name: pol.Name, Revision: pol.Revision(), Mode: string(pol.Mode)}}
+		for _, r := range reqs {
+			if !r.Pass {
+				j.failed = append(j.failed, r.Name+": "+r.Reason)
+			}
+		}
+		results = append(results, j)
+	}
+	out := g.combine(VerifyRequest{}, Decision{}, results)
+	return out.Allow, out.Reason
 }
 
 // check runs the policy's requirements on d, concurrently; any failure to

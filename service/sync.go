@@ -12,7 +12,7 @@ type revisionStore interface {
 }
 
 // Sync is the one hook through which shared state that any replica changes
-// (key states, policies, and later more) reaches this one: it polls the
+// (key states, policies, quarantines) reaches this one: it polls the
 // index's revisions and calls the reload of each watched name whose
 // revision moved. Verdicts are cached by revision, so once a reload has
 // run no cached allow of the old state is served.

@@ -22,6 +22,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/attestd/attestd/api"
+	"github.com/attestd/attestd/internal/notify"
 	"github.com/attestd/attestd/keys"
 	"github.com/attestd/attestd/service"
 	"github.com/attestd/attestd/service/identity"
@@ -273,7 +274,12 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	a.sync = service.NewSync(a.db, 250*time.Millisecond, a.log)
 	a.sync.Watch(index.RevisionKeys, lifecycle.Reload)
 	a.sync.Watch(index.RevisionPolicies, policyService.Reload)
-	evidence := service.NewEvidence(regs, keySet)
+	quarantines, err := service.NewQuarantines(ctx, a.db, a.rec, keySet, a.log)
+	if err != nil {
+		return err
+	}
+	a.sync.Watch(index.RevisionQuarantines, quarantines.Reload)
+	evidence := service.NewEvidence(regs, keySet, service.WithKeyQuarantine(quarantines))
 	verification := service.NewVerification(regs, evidence)
 	// Writes of one subject are serialized in this process, and across
 	// replicas through the shared index.
@@ -283,8 +289,19 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	if a.db.Shared() {
 		locks = service.NewSharedLocks(a.db)
 	}
-	attestations := service.NewAttestations(regs, regs, evidence, keySet, locks, a.rec, cfg.BuilderID, a.log)
-	gate := service.NewGate(regs, evidence, keySet, policies, a.rec, cfg.GateTimeout, cfg.VerdictTTL, a.log)
+	// A quarantined key signs nothing.
+	signers := service.SignersNotQuarantined{Set: keySet, Quarantines: quarantines}
+	attestations := service.NewAttestations(regs, regs, evidence, signers, locks, a.rec, cfg.BuilderID, a.log)
+	gate := service.NewGate(regs, evidence, keySet, policies, a.rec, cfg.GateTimeout, cfg.VerdictTTL, a.log, service.WithQuarantine(quarantines))
+	revalOpts := []service.RevalidatorOption{service.WithRefresh(a.sync.Check)}
+	if cfg.RevalidateWebhookURL != "" {
+		hook, err := notify.New(cfg.RevalidateWebhookURL, cfg.RevalidateWebhookAllow, "attestd/"+defaultOriginHost(cfg), notify.Options{})
+		if err != nil {
+			return fmt.Errorf("revalidate_webhook_url: %w", err)
+		}
+		revalOpts = append(revalOpts, service.WithNonCompliantNotify(nonCompliantWebhook(hook, a.log)))
+	}
+	revalidator := service.NewRevalidator(gate, a.db, cfg.RevalidateWindow, cfg.GateTimeout, a.log, revalOpts...)
 
 	var newClient func(*river.Config) (service.JobClient, error)
 	if u := cfg.SharedDatabase(); u != "" {
@@ -310,7 +327,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	}
 	sboms, err := service.NewSBOMs(newClient, regs, regs, attestations, a.db, service.SBOMLimits{
 		MaxBytes: cfg.SBOMMaxBytes, MaxLayers: 500, Timeout: cfg.SBOMTimeout, Workers: cfg.SBOMWorkers,
-	}, true, a.log)
+	}, true, a.log, revalidator.Jobs(cfg.RevalidateInterval))
 	if err != nil {
 		return err
 	}
@@ -329,11 +346,12 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.MustRegister(nonCompliant{db: a.db, log: a.log})
 
 	e := api.New(api.Config{
 		Log:       a.log,
 		Tokens:    tokens,
-		Signing:   service.NewSigning(regs, regs, evidence, keySet, locks, a.rec, a.log),
+		Signing:   service.NewSigning(regs, regs, evidence, signers, locks, a.rec, a.log),
 		Verify:    verification,
 		Attest:    attestations,
 		Gate:      gate,
@@ -351,6 +369,9 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		Search:            search,
 		Packages:          packages,
 		Replay:            replay,
+		Quarantine:        quarantines,
+		Deployments:       service.NewDeployments(a.db, keySet, quarantines),
+		Revalidate:        revalidator,
 		Keys:              lifecycle,
 		Registry:          regHandler,
 		RegistryHost:      a.regHost,
@@ -644,4 +665,60 @@ func (a *App) Serve(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// nonCompliant is the gauge of deployments the latest re-validation found
+// non-compliant, by namespace. It is read from the index at each scrape,
+// so every replica reports the same, whichever ran the job.
+type nonCompliant struct {
+	db  *index.DB
+	log *slog.Logger
+}
+
+var nonCompliantDesc = prometheus.NewDesc("attestd_deployments_noncompliant",
+	"Admitted images (repository, digest, namespace) the latest re-validation would deny now, by namespace.", []string{"namespace"}, nil)
+
+func (nonCompliant) Describe(ch chan<- *prometheus.Desc) { ch <- nonCompliantDesc }
+
+func (n nonCompliant) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	counts, err := n.db.NonCompliantByNamespace(ctx)
+	if err != nil {
+		n.log.WarnContext(ctx, "non-compliant deployments not counted", "err", err.Error())
+		ch <- prometheus.NewInvalidMetric(nonCompliantDesc, err)
+		return
+	}
+	for ns, c := range counts {
+		ch <- prometheus.MustNewConstMetric(nonCompliantDesc, prometheus.GaugeValue, float64(c), ns)
+	}
+}
+
+// Bounds of the re-validation webhook: events per run, and the time one
+// run's deliveries may take (the gate never waits on them: they run in the
+// re-validation job).
+const (
+	maxWebhookEvents = 100
+	webhookBudget    = time.Minute
+)
+
+// nonCompliantWebhook posts a CloudEvent (dev.attestd.deployment.noncompliant)
+// for each deployment that turned non-compliant. A delivery that fails
+// after its retries is logged, by host only, and dropped.
+func nonCompliantWebhook(hook *notify.Webhook, log *slog.Logger) func(context.Context, []index.Revalidation) {
+	return func(ctx context.Context, rs []index.Revalidation) {
+		ctx, cancel := context.WithTimeout(ctx, webhookBudget)
+		defer cancel()
+		for i, r := range rs {
+			if i == maxWebhookEvents {
+				log.WarnContext(ctx, "re-validation webhook: more deployments turned non-compliant than one run sends", "sent", i, "turned", len(rs))
+				return
+			}
+			data := map[string]any{"repository": r.Repository, "digest": r.Digest, "namespace": r.Namespace, "compliant": false,
+				"reason": r.Reason, "checked_at": r.CheckedAt}
+			if err := hook.Send(ctx, "dev.attestd.deployment.noncompliant", r.Repository+"@"+r.Digest, data); err != nil {
+				log.WarnContext(ctx, "re-validation webhook not delivered", "host", hook.Host(), "digest", r.Digest, "err", err.Error())
+			}
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/attestd/attestd/internal/notify"
 	"github.com/attestd/attestd/service/identity"
 	"github.com/attestd/attestd/storage/auditlog"
 )
@@ -91,6 +92,15 @@ type Config struct {
 	// VerdictTTL is how long a verdict is reused for the same digest,
 	// policy revision and key-set revision.
 	VerdictTTL time.Duration `yaml:"verdict_ttl"`
+	// RevalidateWindow is how far back admissions are judged again by the
+	// periodic re-validation; RevalidateInterval how often it runs.
+	RevalidateWindow   time.Duration `yaml:"revalidate_window"`
+	RevalidateInterval time.Duration `yaml:"revalidate_interval"`
+	// RevalidateWebhookURL, if set, receives a CloudEvent for each
+	// deployment a re-validation finds newly non-compliant. Its host MUST
+	// be in RevalidateWebhookAllow.
+	RevalidateWebhookURL   string   `yaml:"revalidate_webhook_url"`
+	RevalidateWebhookAllow []string `yaml:"revalidate_webhook_allow"`
 	// LogDir is the directory of the POSIX audit log; empty means "log" in
 	// the data dir.
 	LogDir string `yaml:"log_dir"`
@@ -195,6 +205,8 @@ func Defaults() Config {
 		RequestTimeout:        time.Minute,
 		UploadTimeout:         time.Hour,
 		VerdictTTL:            time.Minute,
+		RevalidateWindow:      168 * time.Hour,
+		RevalidateInterval:    10 * time.Minute,
 		SBOMWorkers:           2,
 		SBOMMaxBytes:          8 << 30,
 		SBOMTimeout:           15 * time.Minute,
@@ -239,6 +251,10 @@ var Settings = []Setting{
 	dur("request-timeout", "ATTESTD_REQUEST_TIMEOUT", "request_timeout", "bound on every API request but uploads, registry calls included (503 past it; default 1m)", func(c *Config) *time.Duration { return &c.RequestTimeout }),
 	dur("upload-timeout", "ATTESTD_UPLOAD_TIMEOUT", "upload_timeout", "bound on one artifact upload (default 1h)", func(c *Config) *time.Duration { return &c.UploadTimeout }),
 	dur("verdict-ttl", "ATTESTD_VERDICT_TTL", "verdict_ttl", "how long a verdict is reused (same digest, policy and key-set revisions)", func(c *Config) *time.Duration { return &c.VerdictTTL }),
+	dur("revalidate-window", "ATTESTD_REVALIDATE_WINDOW", "revalidate_window", "how far back admissions are judged again by the periodic re-validation (default 168h)", func(c *Config) *time.Duration { return &c.RevalidateWindow }),
+	dur("revalidate-interval", "ATTESTD_REVALIDATE_INTERVAL", "revalidate_interval", "how often the re-validation runs (default 10m)", func(c *Config) *time.Duration { return &c.RevalidateInterval }),
+	str("revalidate-webhook-url", "ATTESTD_REVALIDATE_WEBHOOK_URL", "revalidate_webhook_url", "URL that gets a CloudEvents JSON POST for each deployment a re-validation finds newly non-compliant (default: none)", func(c *Config) *string { return &c.RevalidateWebhookURL }),
+	list("revalidate-webhook-allow", "ATTESTD_REVALIDATE_WEBHOOK_ALLOW", "revalidate_webhook_allow", "hosts (host[:port]) the re-validation webhook may be, comma-separated", func(c *Config) *[]string { return &c.RevalidateWebhookAllow }),
 	str("database-url", "ATTESTD_DATABASE_URL", "database_url", "PostgreSQL URL of the index and the job queue, shared by replicas (default: SQLite in the data dir); needs external registries", func(c *Config) *string { return &c.DatabaseURL }),
 	str("jobs-database-url", "ATTESTD_JOBS_DATABASE_URL", "jobs_database_url", "deprecated name of --database-url", func(c *Config) *string { return &c.JobsDatabaseURL }),
 	integer("sbom-workers", "ATTESTD_SBOM_WORKERS", "sbom_workers", "concurrent SBOM jobs in this process", func(c *Config) *int { return &c.SBOMWorkers }),
@@ -473,6 +489,14 @@ func (c *Config) Validate() error {
 	}
 	if c.GateTimeout <= 0 || c.AdmissionDeadline <= 0 || c.VerdictTTL < 0 {
 		errs = append(errs, errors.New("gate_timeout and admission_deadline must be positive"))
+	}
+	if c.RevalidateWindow <= 0 || c.RevalidateInterval < time.Second {
+		errs = append(errs, errors.New("revalidate_window must be positive and revalidate_interval at least 1s"))
+	}
+	if c.RevalidateWebhookURL != "" {
+		if _, err := notify.New(c.RevalidateWebhookURL, c.RevalidateWebhookAllow, "attestd", notify.Options{}); err != nil {
+			errs = append(errs, fmt.Errorf("revalidate_webhook_url: %w (revalidate_webhook_allow lists the hosts it may be)", err))
+		}
 	}
 	if c.AdmissionUnknownKinds != "deny" && c.AdmissionUnknownKinds != "allow" {
 		errs = append(errs, fmt.Errorf("admission_unknown_kinds %q: want deny or allow", c.AdmissionUnknownKinds))

@@ -64,6 +64,12 @@ func TestConfigRefusals(t *testing.T) {
 		"two logs":                        func(c *Config) { c.LogDatabaseURL, c.LogKeyFile, c.LogDir = "mysql://u@db/log", "/k", "/var/log" },
 		"origin with a space":             func(c *Config) { c.LogOrigin = "attestd log" },
 		"origin with a plus":              func(c *Config) { c.LogOrigin = "attestd+x" },
+		"webhook off the allowlist": func(c *Config) {
+			c.RevalidateWebhookURL, c.RevalidateWebhookAllow = "https://evil.example/hook", []string{"hooks.example"}
+		},
+		"webhook without an allowlist": func(c *Config) { c.RevalidateWebhookURL = "https://hooks.example/hook" },
+		"webhook not http":             func(c *Config) { c.RevalidateWebhookURL, c.RevalidateWebhookAllow = "file:///etc/passwd", []string{""} },
+		"revalidate interval zero":     func(c *Config) { c.RevalidateInterval = 0 },
 	} {
 		c := Defaults()
 		mod(&c)

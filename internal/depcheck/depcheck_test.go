@@ -79,6 +79,7 @@ var rules = []rule{
 		return i == "net/http" || i == "net" || i == "os" || strings.HasPrefix(i, mod) && !under(i, "internal/repomatch")
 	}},
 	{"internal/repomatch", "repomatch is a leaf", func(i string) bool { return strings.HasPrefix(i, mod) }},
+	{"internal/notify", "notify delivers webhooks: a leaf that knows nothing of attestd", func(i string) bool { return strings.HasPrefix(i, mod) }},
 	{"service/identity", "identity verifies tokens and applies rules; it knows nothing of services, storage or HTTP handlers", func(i string) bool {
 		return strings.HasPrefix(i, mod) && !under(i, "internal/repomatch")
 	}},

@@ -35,6 +35,8 @@ func Run(t *testing.T, open Opener) {
 		"artifacts":          artifacts,
 		"packages":           packages,
 		"decision search":    decisionSearch,
+		"quarantines":        quarantines,
+		"revalidations":      revalidations,
 	} {
 		t.Run(name, func(t *testing.T) { f(t, open) })
 	}
