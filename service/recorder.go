@@ -32,13 +32,14 @@ const (
 	EventPolicyPut          = "policy.put"
 	EventPolicyDeleted      = "policy.deleted"
 	EventEvidenceReindexed  = "evidence.reindexed"
+	EventVSAIssued          = "vsa.issued"
 )
 
 // EventKinds lists every event kind.
 var EventKinds = []string{
 	EventArtifactUploaded, EventArtifactRegistered, EventSignatureCreated, EventAttestationCreated, EventProvenanceCreated,
 	EventSBOMCreated, EventDecisionMade, EventKeyActivated, EventKeyRevoked, EventTokenCreated, EventTokenRevoked,
-	EventPolicyPut, EventPolicyDeleted, EventEvidenceReindexed,
+	EventPolicyPut, EventPolicyDeleted, EventEvidenceReindexed, EventVSAIssued,
 }
 
 // Event is a state change to record. The recorder adds its id, time,

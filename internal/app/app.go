@@ -42,6 +42,7 @@ const AdminTokenFile = "admin.token"
 // App is a wired attestd server.
 type App struct {
 	sboms    *service.SBOMs
+	vsas     *service.VSAs
 	rec      *service.Recorder
 	alog     *auditlog.Log
 	logKey   auditlog.Key
@@ -294,6 +295,12 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		return err
 	}
 	a.sboms = sboms
+	vsas, err := service.NewVSAs(newClient, gate, evidence, attestations, keySet, policies, cfg.VSAMaxAge, cfg.BuilderID, true, a.log)
+	if err != nil {
+		return err
+	}
+	gate.IssueVSAs(vsas)
+	a.vsas = vsas
 
 	// The auditor's view: reports, search, packages, replay.
 	keyID := func(name string) (string, error) {
@@ -559,6 +566,13 @@ func (a *App) Serve(ctx context.Context) error {
 		<-outboxDone
 		return fmt.Errorf("start SBOM workers: %w", err)
 	}
+	if err := a.vsas.Start(context.WithoutCancel(ctx)); err != nil {
+		_ = a.sboms.Stop(ctx)
+		stopSync()
+		<-syncDone
+		<-outboxDone
+		return fmt.Errorf("start VSA workers: %w", err)
+	}
 	var err error
 	if a.ln == nil { // attestd worker: jobs only
 		a.log.InfoContext(ctx, "attestd worker running", "version", Version)
@@ -581,6 +595,9 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	if serr := a.sboms.Stop(sctx); err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
 		err = serr
+	}
+	if verr := a.vsas.Stop(sctx); err == nil && verr != nil && !errors.Is(verr, context.Canceled) {
+		err = verr
 	}
 	stopSync()
 	<-syncDone

@@ -91,6 +91,9 @@ type Config struct {
 	// VerdictTTL is how long a verdict is reused for the same digest,
 	// policy revision and key-set revision.
 	VerdictTTL time.Duration `yaml:"verdict_ttl"`
+	// VSAMaxAge is how long a VSA attestd signs is reused: past half of it
+	// the next allow signs a new one.
+	VSAMaxAge time.Duration `yaml:"vsa_max_age"`
 	// LogDir is the directory of the POSIX audit log; empty means "log" in
 	// the data dir.
 	LogDir string `yaml:"log_dir"`
@@ -188,6 +191,7 @@ func Defaults() Config {
 		RequestTimeout:        time.Minute,
 		UploadTimeout:         time.Hour,
 		VerdictTTL:            time.Minute,
+		VSAMaxAge:             24 * time.Hour,
 		SBOMWorkers:           2,
 		SBOMMaxBytes:          8 << 30,
 		SBOMTimeout:           15 * time.Minute,
@@ -231,6 +235,7 @@ var Settings = []Setting{
 	str("admission-unknown-kinds", "ATTESTD_ADMISSION_UNKNOWN_KINDS", "admission_unknown_kinds", "deny (default) or allow objects of kinds attestd does not check", func(c *Config) *string { return &c.AdmissionUnknownKinds }),
 	dur("request-timeout", "ATTESTD_REQUEST_TIMEOUT", "request_timeout", "bound on every API request but uploads, registry calls included (503 past it; default 1m)", func(c *Config) *time.Duration { return &c.RequestTimeout }),
 	dur("upload-timeout", "ATTESTD_UPLOAD_TIMEOUT", "upload_timeout", "bound on one artifact upload (default 1h)", func(c *Config) *time.Duration { return &c.UploadTimeout }),
+	dur("vsa-max-age", "ATTESTD_VSA_MAX_AGE", "vsa_max_age", "how long a signed VSA of an allow is reused; past half of it the next allow signs a new one (default 24h)", func(c *Config) *time.Duration { return &c.VSAMaxAge }),
 	dur("verdict-ttl", "ATTESTD_VERDICT_TTL", "verdict_ttl", "how long a verdict is reused (same digest, policy and key-set revisions)", func(c *Config) *time.Duration { return &c.VerdictTTL }),
 	str("database-url", "ATTESTD_DATABASE_URL", "database_url", "PostgreSQL URL of the index and the job queue, shared by replicas (default: SQLite in the data dir); needs external registries", func(c *Config) *string { return &c.DatabaseURL }),
 	str("jobs-database-url", "ATTESTD_JOBS_DATABASE_URL", "jobs_database_url", "deprecated name of --database-url", func(c *Config) *string { return &c.JobsDatabaseURL }),
@@ -460,6 +465,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GateTimeout <= 0 || c.AdmissionDeadline <= 0 || c.VerdictTTL < 0 {
 		errs = append(errs, errors.New("gate_timeout and admission_deadline must be positive"))
+	}
+	if c.VSAMaxAge < time.Minute {
+		errs = append(errs, fmt.Errorf("vsa_max_age %s: want at least 1m", c.VSAMaxAge))
 	}
 	if c.AdmissionUnknownKinds != "deny" && c.AdmissionUnknownKinds != "allow" {
 		errs = append(errs, fmt.Errorf("admission_unknown_kinds %q: want deny or allow", c.AdmissionUnknownKinds))
