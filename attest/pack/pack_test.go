@@ -29,7 +29,9 @@ func write(t testing.TB, sv signature.Signer, files []File) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	err := Write(&buf, Manifest{Subject: "r.example/app@sha256:" + strings.Repeat("a", 64), Created: time.Unix(1700000000, 0).UTC()}, files,
-		func(pae []byte) ([]byte, error) { return sv.SignMessage(bytes.NewReader(pae), options.WithContext(context.Background())) })
+		func(pae []byte) ([]byte, error) {
+			return sv.SignMessage(bytes.NewReader(pae), options.WithContext(context.Background()))
+		})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func TestReadBounds(t *testing.T) {
 		}
 	}
 	for name, f := range map[string]tar.Header{
-		"a path escaping": {Name: "../x", Typeflag: tar.TypeReg},
+		"a path escaping":  {Name: "../x", Typeflag: tar.TypeReg},
 		"an absolute path": {Name: "/etc/x", Typeflag: tar.TypeReg},
 		"a symlink":        {Name: "l", Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd"},
 		"a directory":      {Name: "d/", Typeflag: tar.TypeDir},
