@@ -48,6 +48,8 @@ type Config struct {
 	// a digest, search of artifacts and decisions, the package index, and
 	// policy replay.
 	Reports  *service.Reports
+	// Exports writes evidence packs.
+	Exports *service.Exports
 	Search   *service.Search
 	Packages *service.Packages
 	Replay   *service.Replay
@@ -136,6 +138,7 @@ func New(cfg Config) *echo.Echo {
 	}
 	v1.GET("/artifacts", searchArtifacts(cfg.Search), auth)
 	v1.GET("/artifacts/:digest", artifactReport(cfg.Reports), auth)
+	v1.GET("/artifacts/:digest/evidence", exportEvidence(cfg.Exports), auth)
 	v1.GET("/decisions", searchDecisions(cfg.Search), auth)
 	v1.GET("/packages", findPackages(cfg.Packages), auth)
 	v1.POST("/policies/replay", replayPolicy(cfg.Replay), limit, auth)

@@ -207,7 +207,10 @@ func (x *Exports) Export(ctx context.Context, p Principal, s SubjectRef, w io.Wr
 	var buf bytes.Buffer
 	if err := pack.Write(&buf, pack.Manifest{Subject: d.String(), Created: now, KeyID: key.ID()}, files, func(pae []byte) ([]byte, error) {
 		s, err := key.Sign(ctx, pae)
-		return s, signErr(err)
+		if err != nil {
+			return nil, signErr(err)
+		}
+		return s, nil
 	}); err != nil {
 		return err
 	}

@@ -316,6 +316,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	exports := service.NewExports(regs, regs, evidence, keySet, keySet, a.db, a.auditLogService())
 	e := api.New(api.Config{
 		Log:       a.log,
 		Tokens:    tokens,
@@ -334,6 +335,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		MaxUploadBytes:    cfg.MaxUploadBytes,
 		MaxPredicateBytes: cfg.MaxPredicateBytes,
 		Reports:           reports,
+		Exports:           exports,
 		Search:            search,
 		Packages:          packages,
 		Replay:            replay,
