@@ -47,9 +47,9 @@ type Config struct {
 	// Reports, Search, Packages and Replay serve auditors: everything about
 	// a digest, search of artifacts and decisions, the package index, and
 	// policy replay.
-	Reports  *service.Reports
+	Reports *service.Reports
 	// Exports writes evidence packs.
-	Exports *service.Exports
+	Exports  *service.Exports
 	Search   *service.Search
 	Packages *service.Packages
 	Replay   *service.Replay
