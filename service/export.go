@@ -163,7 +163,12 @@ func (x *Exports) Export(ctx context.Context, p Principal, s SubjectRef, w io.Wr
 			return fmt.Errorf("%w: events: %w", ErrUnavailable, err)
 		}
 		for _, e := range evs {
-			if e.LogIndex == nil || uint64(*e.LogIndex) >= cp.Size {
+			if e.LogIndex == nil || *e.LogIndex < 0 {
+				unlogged++
+				continue
+			}
+			li := uint64(*e.LogIndex) //nolint:gosec // checked non-negative above
+			if li >= cp.Size {
 				unlogged++
 				continue
 			}
@@ -171,7 +176,6 @@ func (x *Exports) Export(ctx context.Context, p Principal, s SubjectRef, w io.Wr
 			if err != nil {
 				return err
 			}
-			li := uint64(*e.LogIndex)
 			proof, err := x.log.InclusionProof(ctx, p, li, cp.Size)
 			if err != nil {
 				return err

@@ -151,7 +151,7 @@ func Read(r io.Reader, lim Limits) (*Pack, error) {
 	var total int64
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -218,8 +218,11 @@ func (p *Pack) Verify(v signature.Verifier) (Manifest, error) {
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(env.Payload))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil || m.Version != 1 {
-		return Manifest{}, fmt.Errorf("%w: the signed manifest: version %d, %v", ErrFormat, m.Version, err)
+	if err := dec.Decode(&m); err != nil {
+		return Manifest{}, fmt.Errorf("%w: the signed manifest: %w", ErrFormat, err)
+	}
+	if m.Version != 1 {
+		return Manifest{}, fmt.Errorf("%w: the signed manifest has version %d, not 1", ErrFormat, m.Version)
 	}
 	listed := map[string]bool{}
 	var errs []error

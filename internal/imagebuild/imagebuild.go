@@ -79,7 +79,7 @@ func Build(o Options, platforms []Platform) (v1.ImageIndex, error) {
 	if err != nil {
 		return nil, err
 	}
-	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, p := range platforms {
 		img, err := image(o, p, base)
 		if err != nil {
