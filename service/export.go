@@ -126,6 +126,7 @@ func (x *Exports) Export(ctx context.Context, p Principal, s SubjectRef, w io.Wr
 				n := fmt.Sprintf("sboms/%03d-%s.json", i, map[bool]string{true: "spdx", false: "cyclonedx"}[a.PredicateType == attest.PredicateSPDX])
 				files = append(files, pack.File{Name: n, Data: a.statement.Predicate})
 				sboms = append(sboms, n)
+				it.SBOM = n
 			}
 		} else {
 			it.Bundle = fmt.Sprintf("attestations/%03d-referrer.bundle.json", i)

@@ -58,6 +58,9 @@ type Item struct {
 	Signature     string `json:"signature,omitempty"`
 	Envelope      string `json:"envelope,omitempty"`
 	Bundle        string `json:"bundle,omitempty"`
+	// SBOM is the member holding an SBOM attestation's predicate, as
+	// signed, for reading without unwrapping the envelope.
+	SBOM string `json:"sbom,omitempty"`
 }
 
 // LogEntry is an event's audit-log entry with its inclusion proof under
@@ -155,6 +158,7 @@ func Check(p *Pack, m Manifest, logKey string) ([]Proven, error) {
 			label = kind + " " + label
 		}
 		var try func(v signature.Verifier) (string, error)
+		var predicate []byte // the verified statement's predicate
 		switch {
 		case it.Kind == "signature" && it.Format == "legacy-tag":
 			payload, ok1 := p.Members[it.Payload]
@@ -215,6 +219,7 @@ func Check(p *Pack, m Manifest, logKey string) ([]Proven, error) {
 				}
 				for _, s := range st.Subjects {
 					if s == dg {
+						predicate = st.Predicate
 						return st.PredicateType, nil
 					}
 				}
@@ -233,6 +238,13 @@ func Check(p *Pack, m Manifest, logKey string) ([]Proven, error) {
 				fail("%s: it signs predicate type %s", label, pt)
 			} else {
 				out = append(out, Proven{label, fmt.Sprintf("verifies with %s and binds to %s (%s)", keyDesc(kv.k), dg, it.Ref)})
+				if it.SBOM != "" {
+					if b, ok := p.Members[it.SBOM]; !ok || !bytes.Equal(b, predicate) {
+						fail("%s: not the predicate of the verified attestation %s", it.SBOM, it.Ref)
+					} else {
+						out = append(out, Proven{"SBOM document", fmt.Sprintf("%s is the predicate of that attestation (%d bytes)", it.SBOM, len(b))})
+					}
+				}
 			}
 			done = true
 			break

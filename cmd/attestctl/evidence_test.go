@@ -115,6 +115,7 @@ func TestWalkthroughEvidencePack(t *testing.T) {
 		"PROVEN  provenance: attestation https://slsa.dev/provenance/v1 (referrer)",
 		"PROVEN  SBOM: attestation https://spdx.dev/Document (legacy-tag)",
 		"PROVEN  VSA: attestation https://slsa.dev/verification_summary/v1",
+		"PROVEN  SBOM document: sboms/",
 		"PROVEN  decision: " + d.decisionID + " allow by policy demo",
 		", recorded in the log at index",
 		"is signed by the pinned log key",
