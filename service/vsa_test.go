@@ -190,3 +190,93 @@ func TestCallerMayNotSubmitAttestdVSA(t *testing.T) {
 		t.Errorf("another verifier's VSA: %v", err)
 	}
 }
+
+// TestVSAFreshness: the job signs no new VSA while one by attestd's key for
+// this digest, policy revision and key-set revision is younger than half
+// of vsa_max_age; any other stored VSA does not count.
+func TestVSAFreshness(t *testing.T) {
+	ctx := context.Background()
+	own, other := testKey(t, "default"), testKey(t, "other")
+	set, err := keys.NewSet("default", own, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := []byte("name: release\nmatch: {images: [\"r.example/**\"]}\nsignatures: {keys: [default]}\n")
+	pol, err := policy.Parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := name.NewDigest("r.example/app@sha256:" + strings.Repeat("a", 64))
+	now := time.Now().UTC().Truncate(time.Second)
+	good := func() attest.VSA {
+		return attest.VSA{Verifier: "https://attestd.dev/builder/v1", KeySetRevision: set.Revision(), Resource: d.String(), Policy: "release",
+			PolicyDigest: attest.PolicyDigest(doc), Time: now.Add(-time.Hour), Result: attest.VSAPassed}
+	}
+	for _, tc := range []struct {
+		name  string
+		env   func() oci.StoredEnvelope
+		fresh bool
+	}{
+		{"fresh", func() oci.StoredEnvelope { return signVSA(t, own, d, attest.OriginAttestd, now, good()) }, true},
+		{"past half of max age", func() oci.StoredEnvelope {
+			v := good()
+			v.Time = now.Add(-13 * time.Hour)
+			return signVSA(t, own, d, attest.OriginAttestd, now, v)
+		}, false},
+		{"another policy revision", func() oci.StoredEnvelope {
+			v := good()
+			v.PolicyDigest = attest.PolicyDigest([]byte("name: release\n# older\n"))
+			return signVSA(t, own, d, attest.OriginAttestd, now, v)
+		}, false},
+		{"another key-set revision", func() oci.StoredEnvelope {
+			v := good()
+			v.KeySetRevision++
+			return signVSA(t, own, d, attest.OriginAttestd, now, v)
+		}, false},
+		{"another key", func() oci.StoredEnvelope { return signVSA(t, other, d, attest.OriginAttestd, now, good()) }, false},
+		{"a caller's", func() oci.StoredEnvelope { return signVSA(t, own, d, attest.OriginCaller, now, good()) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := &VSAs{evidence: NewEvidence(&storedVSAs{envs: []oci.StoredEnvelope{tc.env()}}, set), maxAge: 24 * time.Hour, now: time.Now}
+			got, err := v.fresh(ctx, d, pol, own.ID(), set.Revision())
+			if err != nil || got != tc.fresh {
+				t.Errorf("fresh = %v, %v; want %v", got, err, tc.fresh)
+			}
+		})
+	}
+}
+
+// TestVSARequestNeverBlocks: the gate's ask is a buffered send; the same
+// VSA is asked once per window, and a full buffer drops the ask at once.
+func TestVSARequestNeverBlocks(t *testing.T) {
+	v := &VSAs{queue: make(chan VSAArgs, 1), recent: map[VSAArgs]time.Time{}, now: time.Now, log: slog.New(slog.DiscardHandler)}
+	pol, err := policy.Parse([]byte("name: release\nmatch: {images: [\"r.example/**\"]}\nsignatures: {keys: [default]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := name.NewDigest("r.example/app@sha256:" + strings.Repeat("a", 64))
+	b, _ := name.NewDigest("r.example/app@sha256:" + strings.Repeat("b", 64))
+	done := make(chan struct{})
+	go func() {
+		v.Request(a, pol, 1)
+		v.Request(a, pol, 1) // the same: not asked again
+		v.Request(b, pol, 1) // the buffer is full: dropped
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Request blocked")
+	}
+	if len(v.queue) != 1 {
+		t.Errorf("%d asks queued, want 1", len(v.queue))
+	}
+	if _, ok := v.recent[VSAArgs{Image: b.String(), Policy: "release", Revision: pol.Revision(), KeySetRevision: 1}]; ok {
+		t.Error("a dropped ask is remembered: the next allow would not ask again")
+	}
+	<-v.queue
+	v.Request(a, pol, 2) // a new key-set revision is another VSA
+	if len(v.queue) != 1 {
+		t.Error("a new key-set revision was not asked for")
+	}
+}
