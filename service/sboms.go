@@ -108,9 +108,14 @@ type jobOutput struct {
 	Results  []SBOMResult `json:"results,omitempty"`
 }
 
+// JobsOption registers more workers, and periodic jobs, on the one river
+// client (see Revalidator.Jobs).
+type JobsOption func(w *river.Workers, cfg *river.Config)
+
 // NewSBOMs returns the SBOM service over the queue driver. With workers
-// true it also works jobs (serve, worker); otherwise it only enqueues.
-func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, access registryAccess, atts *Attestations, store sbomStore, limits SBOMLimits, workers bool, log *slog.Logger) (*SBOMs, error) {
+// true it also works jobs (serve, worker), those opts add included;
+// otherwise it only enqueues.
+func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, access registryAccess, atts *Attestations, store sbomStore, limits SBOMLimits, workers bool, log *slog.Logger, opts ...JobsOption) (*SBOMs, error) {
 	s := &SBOMs{resolve: r, access: access, atts: atts, store: store, limits: limits, log: log}
 	cfg := &river.Config{JobTimeout: limits.Timeout, RescueStuckJobsAfter: limits.Timeout + time.Minute, Logger: log}
 	if workers {
@@ -118,6 +123,9 @@ func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, acce
 		river.AddWorker(w, &sbomWorker{s: s})
 		cfg.Workers = w
 		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: max(1, limits.Workers)}}
+		for _, o := range opts {
+			o(w, cfg)
+		}
 		cfg.FetchPollInterval = 50 * time.Millisecond
 		cfg.FetchCooldown = 20 * time.Millisecond
 	}
@@ -128,6 +136,9 @@ func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, acce
 	s.client = c
 	return s, nil
 }
+
+// Queue is the process's one river client, for other services' jobs.
+func (s *SBOMs) Queue() JobClient { return s.client }
 
 // Start starts working jobs; Stop cancels running work (it is retried later)
 // and waits for the workers.

@@ -41,6 +41,10 @@ func (VSAArgs) InsertOpts() river.InsertOpts {
 	}}}
 }
 
+type jobInserter interface {
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+}
+
 // vsaActor is who signs VSAs: attestd itself, for the record.
 var vsaActor = Principal{TokenID: "internal", Name: "attestd"}
 
@@ -60,7 +64,7 @@ type VSAs struct {
 	atts      *Attestations
 	policies  *policy.Set
 	keys      gateKeys
-	client    JobClient
+	client    jobInserter
 	maxAge    time.Duration
 	builderID string
 	log       *slog.Logger
@@ -72,45 +76,43 @@ type VSAs struct {
 	recent map[VSAArgs]time.Time
 }
 
-// NewVSAs returns the VSA service over the queue. With workers true it
-// also works jobs. builderID is the verifier id VSAs name.
-func NewVSAs(newClient func(*river.Config) (JobClient, error), g *Gate, ev *Evidence, atts *Attestations, ks gateKeys, ps *policy.Set,
-	maxAge time.Duration, builderID string, workers bool, log *slog.Logger) (*VSAs, error) {
-	v := &VSAs{gate: g, evidence: ev, atts: atts, policies: ps, keys: ks, maxAge: maxAge, builderID: builderID, log: log, now: time.Now,
+// NewVSAs returns the VSA service. builderID is the verifier id VSAs
+// name. Its jobs run on the process's one river client: Jobs registers its
+// worker and queue there, UseQueue gives it the client to enqueue on.
+func NewVSAs(g *Gate, ev *Evidence, atts *Attestations, ks gateKeys, ps *policy.Set, maxAge time.Duration, builderID string, log *slog.Logger) *VSAs {
+	return &VSAs{gate: g, evidence: ev, atts: atts, policies: ps, keys: ks, maxAge: maxAge, builderID: builderID, log: log, now: time.Now,
 		queue: make(chan VSAArgs, 256), recent: map[VSAArgs]time.Time{}}
-	cfg := &river.Config{JobTimeout: time.Minute, RescueStuckJobsAfter: 2 * time.Minute, Logger: log}
-	if workers {
-		w := river.NewWorkers()
-		river.AddWorker(w, &vsaWorker{v: v})
-		cfg.Workers = w
-		cfg.Queues = map[string]river.QueueConfig{VSAQueue: {MaxWorkers: 1}}
-		cfg.FetchPollInterval = 200 * time.Millisecond
-	}
-	c, err := newClient(cfg)
-	if err != nil {
-		return nil, err
-	}
-	v.client = c
-	return v, nil
 }
 
-// Start starts the enqueuer and, with workers, the job workers.
-// Stop ends them.
-func (v *VSAs) Start(ctx context.Context) error {
+// Jobs registers the VSA worker and its queue (one job at a time) on the
+// river client.
+func (v *VSAs) Jobs() JobsOption {
+	return func(w *river.Workers, cfg *river.Config) {
+		river.AddWorker(w, &vsaWorker{v: v})
+		if cfg.Queues == nil {
+			cfg.Queues = map[string]river.QueueConfig{}
+		}
+		cfg.Queues[VSAQueue] = river.QueueConfig{MaxWorkers: 1}
+	}
+}
+
+// UseQueue sets the river client jobs are enqueued on; call it before Start.
+func (v *VSAs) UseQueue(c JobClient) { v.client = c }
+
+// Start starts the enqueuer; the river client (started by its owner)
+// works the jobs. Stop ends it.
+func (v *VSAs) Start(ctx context.Context) {
 	pctx, cancel := context.WithCancel(ctx)
 	v.stop = cancel
 	go v.pump(pctx)
-	return v.client.Start(ctx)
 }
 
-// Stop stops the enqueuer (requests still buffered are dropped: the next
-// allow asks again) and the workers; a job cut short is retried when
-// workers run again.
-func (v *VSAs) Stop(ctx context.Context) error {
+// Stop stops the enqueuer: requests still buffered are dropped (the next
+// allow asks again).
+func (v *VSAs) Stop() {
 	if v.stop != nil {
 		v.stop()
 	}
-	return v.client.StopAndCancel(ctx)
 }
 
 // recentWindow is how long a request for the same VSA is not enqueued again
@@ -165,6 +167,9 @@ type vsaWorker struct {
 	river.WorkerDefaults[VSAArgs]
 	v *VSAs
 }
+
+// Timeout bounds one VSA job: a re-check and one signature.
+func (w *vsaWorker) Timeout(*river.Job[VSAArgs]) time.Duration { return 2 * time.Minute }
 
 func (w *vsaWorker) Work(ctx context.Context, job *river.Job[VSAArgs]) error {
 	_, err := w.v.Issue(ctx, job.Args)

@@ -288,17 +288,16 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		}
 		a.jobsDB, newClient = db, service.RiverClient(driver)
 	}
+	// VSAs of allows are signed by jobs on the one river client.
+	vsas := service.NewVSAs(gate, evidence, attestations, keySet, policies, cfg.VSAMaxAge, cfg.BuilderID, a.log)
 	sboms, err := service.NewSBOMs(newClient, regs, regs, attestations, a.db, service.SBOMLimits{
 		MaxBytes: cfg.SBOMMaxBytes, MaxLayers: 500, Timeout: cfg.SBOMTimeout, Workers: cfg.SBOMWorkers,
-	}, true, a.log)
+	}, true, a.log, vsas.Jobs())
 	if err != nil {
 		return err
 	}
 	a.sboms = sboms
-	vsas, err := service.NewVSAs(newClient, gate, evidence, attestations, keySet, policies, cfg.VSAMaxAge, cfg.BuilderID, true, a.log)
-	if err != nil {
-		return err
-	}
+	vsas.UseQueue(sboms.Queue())
 	gate.IssueVSAs(vsas)
 	a.vsas = vsas
 
@@ -568,13 +567,7 @@ func (a *App) Serve(ctx context.Context) error {
 		<-outboxDone
 		return fmt.Errorf("start SBOM workers: %w", err)
 	}
-	if err := a.vsas.Start(context.WithoutCancel(ctx)); err != nil {
-		_ = a.sboms.Stop(ctx)
-		stopSync()
-		<-syncDone
-		<-outboxDone
-		return fmt.Errorf("start VSA workers: %w", err)
-	}
+	a.vsas.Start(context.WithoutCancel(ctx))
 	var err error
 	if a.ln == nil { // attestd worker: jobs only
 		a.log.InfoContext(ctx, "attestd worker running", "version", Version)
@@ -598,9 +591,7 @@ func (a *App) Serve(ctx context.Context) error {
 	if serr := a.sboms.Stop(sctx); err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
 		err = serr
 	}
-	if verr := a.vsas.Stop(sctx); err == nil && verr != nil && !errors.Is(verr, context.Canceled) {
-		err = verr
-	}
+	a.vsas.Stop()
 	stopSync()
 	<-syncDone
 	<-outboxDone
