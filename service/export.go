@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -96,10 +97,10 @@ func (x *Exports) Export(ctx context.Context, p Principal, s SubjectRef, w io.Wr
 	}
 	files := []pack.File{{Name: pack.ImageManifest, Data: man}}
 	var items []pack.Item
-	var left []string // copies not included: they do not verify
+	var left []string // what is not included, and why
 	for i, c := range sigs.Signatures {
 		if !c.Valid {
-			left = append(left, fmt.Sprintf("signature %s (%s): %s", c.Ref, c.Format, c.Reason))
+			left = append(left, fmt.Sprintf("signature %s (%s), which does not verify now: %s", c.Ref, c.Format, c.Reason))
 			continue
 		}
 		it := pack.Item{Kind: "signature", Format: c.Format, Ref: c.Ref}
@@ -115,7 +116,7 @@ func (x *Exports) Export(ctx context.Context, p Principal, s SubjectRef, w io.Wr
 	var sboms []string
 	for i, a := range atts.Attestations {
 		if !a.Valid {
-			left = append(left, fmt.Sprintf("attestation %s (%s): %s", a.Ref, a.Format, a.Reason))
+			left = append(left, fmt.Sprintf("attestation %s (%s), which does not verify now: %s", a.Ref, a.Format, a.Reason))
 			continue
 		}
 		it := pack.Item{Kind: "attestation", Format: a.Format, Ref: a.Ref, PredicateType: a.PredicateType}
@@ -162,6 +163,9 @@ func (x *Exports) Export(ctx context.Context, p Principal, s SubjectRef, w io.Wr
 		evs, err := x.record.Events(ctx, index.EventFilter{Digest: d.DigestStr(), Limit: maxExportEvents})
 		if err != nil {
 			return fmt.Errorf("%w: events: %w", ErrUnavailable, err)
+		}
+		if len(evs) == maxExportEvents {
+			left = append(left, fmt.Sprintf("events after the first %d: export holds at most %d", maxExportEvents, maxExportEvents))
 		}
 		for _, e := range evs {
 			if e.LogIndex == nil || *e.LogIndex < 0 {
@@ -210,13 +214,15 @@ func (x *Exports) Export(ctx context.Context, p Principal, s SubjectRef, w io.Wr
 	files = append(files, pack.File{Name: pack.SummaryFile, Data: summary(d, now, key.Name(), key.ID(), items, sboms, left, pd, entries, unlogged, cpSize, x.log != nil)})
 
 	var buf bytes.Buffer
-	if err := pack.Write(&buf, pack.Manifest{Subject: d.String(), Created: now, KeyID: key.ID()}, files, func(pae []byte) ([]byte, error) {
+	if err := pack.Write(&buf, pack.Manifest{Subject: d.String(), Created: now, KeyID: key.ID()}, files, func(pae []byte) ([]byte, error) { // over the bounds: ErrFormat
 		s, err := key.Sign(ctx, pae)
 		if err != nil {
 			return nil, signErr(err)
 		}
 		return s, nil
-	}); err != nil {
+	}); errors.Is(err, pack.ErrFormat) {
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	} else if err != nil {
 		return err
 	}
 	_, err = w.Write(buf.Bytes())
@@ -255,7 +261,7 @@ func summary(d name.Digest, at time.Time, keyName, keyID string, items []pack.It
 		fmt.Fprintf(&b, "\nSBOMs (the predicates of the SBOM attestations above): %s\n", strings.Join(sboms, ", "))
 	}
 	if len(left) > 0 {
-		b.WriteString("\nStored but not included, because they do not verify now:\n\n")
+		b.WriteString("\nNot included:\n\n")
 		for _, l := range left {
 			fmt.Fprintf(&b, "- %s\n", l)
 		}

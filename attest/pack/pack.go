@@ -91,14 +91,22 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9][A
 
 // Write writes the pack: the manifest of files signed by sign (which
 // returns a signature over the DSSE pre-authentication encoding it is
-// given), then the files, in order, with a fixed modification time.
+// given), then the files, in order, with a fixed modification time. A pack
+// over DefaultLimits is refused (ErrFormat): what is written can be read.
 func Write(w io.Writer, m Manifest, files []File, sign func(pae []byte) ([]byte, error)) error {
 	m.Version = 1
 	m.Members = nil
 	seen := map[string]bool{ManifestName: true}
+	if len(files) > DefaultLimits.MaxMembers {
+		return fmt.Errorf("%w: %d members, over %d", ErrFormat, len(files), DefaultLimits.MaxMembers)
+	}
+	var total int64
 	for _, f := range files {
 		if !nameRE.MatchString(f.Name) || seen[f.Name] {
 			return fmt.Errorf("%w: member name %q", ErrFormat, f.Name)
+		}
+		if total += int64(len(f.Data)); int64(len(f.Data)) > DefaultLimits.MaxMemberSize || total > DefaultLimits.MaxTotal-(1<<20) {
+			return fmt.Errorf("%w: member %s makes the pack larger than a verifier reads", ErrFormat, f.Name)
 		}
 		seen[f.Name] = true
 		sum := sha256.Sum256(f.Data)

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -175,6 +176,27 @@ func TestReadBounds(t *testing.T) {
 	dup := rewrite(t, good, func(_ string, d []byte) []byte { return d }, File{Name: "a.json", Data: []byte("y")})
 	if _, err := Read(bytes.NewReader(dup), DefaultLimits); !errors.Is(err, ErrFormat) {
 		t.Errorf("a duplicate member: %v", err)
+	}
+}
+
+// TestWriteRefusesWhatReadWouldNot: a pack over the bounds a verifier
+// reads is never written.
+func TestWriteRefusesWhatReadWouldNot(t *testing.T) {
+	sv := signer(t)
+	sign := func(pae []byte) ([]byte, error) { return sv.SignMessage(bytes.NewReader(pae)) }
+	big := File{Name: "big.bin", Data: make([]byte, DefaultLimits.MaxMemberSize+1)}
+	if err := Write(io.Discard, Manifest{}, []File{big}, sign); !errors.Is(err, ErrFormat) {
+		t.Errorf("a member over %d bytes: %v", DefaultLimits.MaxMemberSize, err)
+	}
+	many := make([]File, DefaultLimits.MaxMembers+1)
+	for i := range many {
+		many[i] = File{Name: fmt.Sprintf("m%05d", i)}
+	}
+	if err := Write(io.Discard, Manifest{}, many, sign); !errors.Is(err, ErrFormat) {
+		t.Errorf("%d members: %v", len(many), err)
+	}
+	if err := Write(io.Discard, Manifest{}, []File{{Name: "../x"}}, sign); !errors.Is(err, ErrFormat) {
+		t.Errorf("a name escaping the pack: %v", err)
 	}
 }
 
