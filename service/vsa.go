@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -173,6 +174,11 @@ func (w *vsaWorker) Timeout(*river.Job[VSAArgs]) time.Duration { return 2 * time
 
 func (w *vsaWorker) Work(ctx context.Context, job *river.Job[VSAArgs]) error {
 	_, err := w.v.Issue(ctx, job.Args)
+	if errors.Is(err, ErrForbidden) || errors.Is(err, ErrInvalid) {
+		// The default key may not sign there, or the VSA is malformed:
+		// retrying changes nothing.
+		return river.JobCancel(err)
+	}
 	return err
 }
 
