@@ -73,7 +73,7 @@ lint: $(BIN)/golangci-lint ## Run gofmt, go vet, golangci-lint, and refuse track
 	scripts/check-tracked
 
 # Fuzz targets as package:Target; add each new one here.
-FUZZ_TARGETS := ./attest:FuzzParseBundle ./attest:FuzzParsePayloads ./attest:FuzzValidatePredicate ./storage/oci:FuzzParse ./api:FuzzDecodeSign ./internal/app:FuzzConfigFile ./storage/archive:FuzzLoadImage ./service/policy:FuzzParse ./service/workload:FuzzAdmission ./service/policy:FuzzEval ./service/identity:FuzzClaims ./tlog:FuzzCheckpoint ./sbom/vers:FuzzParse ./sbom/inventory:FuzzRead
+FUZZ_TARGETS := ./attest:FuzzParseBundle ./attest:FuzzParsePayloads ./attest:FuzzValidatePredicate ./storage/oci:FuzzParse ./api:FuzzDecodeSign ./internal/app:FuzzConfigFile ./storage/archive:FuzzLoadImage ./service/policy:FuzzParse ./service/workload:FuzzAdmission ./service/policy:FuzzEval ./service/identity:FuzzClaims ./tlog:FuzzCheckpoint ./sbom/vers:FuzzParse ./sbom/inventory:FuzzRead ./attest/pack:FuzzRead
 
 fuzz: ## Run each fuzz target for FUZZTIME executions (default 20000x)
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -47,7 +47,9 @@ type Config struct {
 	// Reports, Search, Packages and Replay serve auditors: everything about
 	// a digest, search of artifacts and decisions, the package index, and
 	// policy replay.
-	Reports  *service.Reports
+	Reports *service.Reports
+	// Exports writes evidence packs.
+	Exports  *service.Exports
 	Search   *service.Search
 	Packages *service.Packages
 	Replay   *service.Replay
@@ -141,6 +143,7 @@ func New(cfg Config) *echo.Echo {
 	}
 	v1.GET("/artifacts", searchArtifacts(cfg.Search), auth)
 	v1.GET("/artifacts/:digest", artifactReport(cfg.Reports), auth)
+	v1.GET("/artifacts/:digest/evidence", exportEvidence(cfg.Exports), auth)
 	v1.GET("/decisions", searchDecisions(cfg.Search), auth)
 	v1.GET("/packages", findPackages(cfg.Packages), auth)
 	v1.POST("/policies/replay", replayPolicy(cfg.Replay), limit, auth)

@@ -40,6 +40,7 @@ var validators = map[string]func([]byte) error{
 	PredicateCycloneDX:         validateCycloneDX,
 	PredicateCosignVuln:        validateVuln,
 	PredicateOpenVEX:           validateOpenVEX,
+	PredicateVSA:               validateVSA,
 }
 
 // ValidatePredicate checks that predicate (JSON) has the shape its type

@@ -108,12 +108,18 @@ func FuzzValidatePredicate(f *testing.F) {
 	for _, n := range []string{"slsa1.json", "slsa02.json", "spdx.json", "cyclonedx.json", "vuln.json", "openvex.json"} {
 		f.Add(fixture(f, n))
 	}
-	types := []string{PredicateSLSAProvenanceV1, PredicateSLSAProvenanceV02, PredicateSPDX, PredicateCycloneDX, PredicateCosignVuln, PredicateOpenVEX, "https://example.com/x"}
+	f.Add([]byte(`{"verifier":{"id":"https://v.example"},"timeVerified":"2026-01-01T00:00:00Z","resourceUri":"r@sha256:x","policy":{"uri":"urn:attestd:policy:p#key-set=2","digest":{"sha256":"ab"}},"verificationResult":"PASSED","verifiedLevels":["SLSA_BUILD_LEVEL_1"]}`))
+	types := []string{PredicateSLSAProvenanceV1, PredicateSLSAProvenanceV02, PredicateSPDX, PredicateCycloneDX, PredicateCosignVuln, PredicateOpenVEX, PredicateVSA, "https://example.com/x"}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, pt := range types {
 			if err := ValidatePredicate(pt, b); err == nil {
 				if _, err := NewStatement([]Subject{{Digest: "sha256:" + hexd}}, pt, b, SignMeta{}); err != nil {
 					t.Fatalf("%s: valid predicate but no statement: %v", pt, err)
+				}
+				if pt == PredicateVSA {
+					if v, err := ParseVSA(b); err != nil || (v.Result != VSAPassed && v.Result != VSAFailed) {
+						t.Fatalf("a valid VSA does not parse: %+v %v", v, err)
+					}
 				}
 			}
 		}

@@ -132,6 +132,9 @@ func (a *Attestations) attestGenerated(ctx context.Context, caller Principal, ki
 // attestd's builder id (or anything under it, in any letter case) or
 // attestd's own build type: that provenance is attestd's to write.
 func (a *Attestations) refuseImpersonation(predicateType string, predicate []byte) error {
+	if strings.HasPrefix(predicateType, "https://slsa.dev/verification_summary/") {
+		return a.refuseVSA(predicate)
+	}
 	if !strings.HasPrefix(predicateType, "https://slsa.dev/provenance/") {
 		return nil
 	}
@@ -158,6 +161,28 @@ func (a *Attestations) refuseImpersonation(predicateType string, predicate []byt
 		if strings.EqualFold(strings.TrimSpace(bt), ProvenanceBuildType) {
 			return fmt.Errorf("%w: provenance of build type %s is written only by attestd (POST /v1/provenance)", ErrForbidden, ProvenanceBuildType)
 		}
+	}
+	return nil
+}
+
+// refuseVSA refuses a caller-submitted verification summary that names
+// attestd as its verifier (or anything under its id, in any letter case) or
+// one of attestd's policies: those summaries are attestd's to write. (A
+// gate accepts only VSAs whose signed origin is attestd in any case.)
+func (a *Attestations) refuseVSA(predicate []byte) error {
+	var p struct {
+		Verifier struct{ ID string }  `json:"verifier"`
+		Policy   struct{ URI string } `json:"policy"`
+	}
+	if err := json.Unmarshal(predicate, &p); err != nil {
+		return fmt.Errorf("%w: verification summary: %w", ErrInvalid, err)
+	}
+	own := strings.ToLower(strings.TrimRight(a.builderID, "/"))
+	if id := strings.ToLower(strings.TrimSpace(p.Verifier.ID)); id != "" && strings.HasPrefix(id, own) {
+		return fmt.Errorf("%w: a verification summary naming attestd's verifier id %s is written only by attestd; a caller may not submit it", ErrForbidden, a.builderID)
+	}
+	if strings.HasPrefix(strings.ToLower(strings.TrimSpace(p.Policy.URI)), "urn:attestd:") {
+		return fmt.Errorf("%w: a verification summary of an attestd policy is written only by attestd; a caller may not submit it", ErrForbidden)
 	}
 	return nil
 }

@@ -114,6 +114,15 @@ type SignatureCheck struct {
 	Valid bool
 	// Reason says why it is not valid.
 	Reason string
+
+	// raw is the copy's original bytes, for evidence export.
+	raw rawCopy
+}
+
+// rawCopy is a stored copy's original bytes: a legacy signature's payload
+// and signature, or a referrer's sigstore bundle.
+type rawCopy struct {
+	payload, signature, bundle []byte
 }
 
 // SignatureReport is what is stored for a digest, checked.
@@ -147,6 +156,8 @@ type Attestation struct {
 	Envelope json.RawMessage
 	// statement is the statement parsed from the exact bytes that verified.
 	statement *attest.Statement
+	// bundle is a referrer's sigstore bundle as stored, for evidence export.
+	bundle []byte
 }
 
 // AttestationList is what is stored for a digest.
@@ -219,8 +230,8 @@ func signedAt(m attest.SignMeta) *time.Time {
 func (e *Evidence) Signatures(ctx context.Context, d name.Digest) (SignatureReport, error) {
 	rep := SignatureReport{Image: d.String(), Digest: d.DigestStr(), KeySetRevision: e.keys.Revision(), Signatures: []SignatureCheck{}}
 	entries := e.keys.All()
-	add := func(format, ref, content string, v verdict) {
-		c := SignatureCheck{Format: format, Ref: ref, Content: content, Valid: v.valid, Reason: v.reason}
+	add := func(format, ref, content string, raw rawCopy, v verdict) {
+		c := SignatureCheck{Format: format, Ref: ref, Content: content, Valid: v.valid, Reason: v.reason, raw: raw}
 		if v.key != nil {
 			c.KeyID, c.KeyName, c.KeyVersion, c.SignedAt = v.key.ID(), v.key.Name(), v.meta.KeyVersion, signedAt(v.meta)
 		}
@@ -236,7 +247,7 @@ func (e *Evidence) Signatures(ctx context.Context, d name.Digest) (SignatureRepo
 		return SignatureReport{}, registryErr(err)
 	}
 	for _, sg := range sigs {
-		add("legacy-tag", sigRef, oci.LegacySignatureContent(sg.Payload, sg.Signature), e.judge(entries, d, "", func(v signature.Verifier) (attest.SignMeta, *attest.Statement, error) {
+		add("legacy-tag", sigRef, oci.LegacySignatureContent(sg.Payload, sg.Signature), rawCopy{payload: sg.Payload, signature: sg.Signature}, e.judge(entries, d, "", func(v signature.Verifier) (attest.SignMeta, *attest.Statement, error) {
 			m, err := legacyMeta(sg, d, v)
 			return m, nil, err
 		}))
@@ -248,10 +259,10 @@ func (e *Evidence) Signatures(ctx context.Context, d name.Digest) (SignatureRepo
 	for _, b := range bundles {
 		env, err := attest.ParseBundle(b.Bundle)
 		if err != nil {
-			add("referrer", b.Ref, oci.RefContent(b.Ref), verdict{reason: err.Error()})
+			add("referrer", b.Ref, oci.RefContent(b.Ref), rawCopy{bundle: b.Bundle}, verdict{reason: err.Error()})
 			continue
 		}
-		add("referrer", b.Ref, oci.RefContent(b.Ref), e.judge(entries, d, env.Hint, func(v signature.Verifier) (attest.SignMeta, *attest.Statement, error) {
+		add("referrer", b.Ref, oci.RefContent(b.Ref), rawCopy{bundle: b.Bundle}, e.judge(entries, d, env.Hint, func(v signature.Verifier) (attest.SignMeta, *attest.Statement, error) {
 			st, err := checkDSSE(env, d, v, attest.CosignSignPredicateType)
 			if err != nil {
 				return attest.SignMeta{}, nil, err
@@ -307,7 +318,7 @@ func (e *Evidence) Attestations(ctx context.Context, d name.Digest, predicateTyp
 		return AttestationList{}, registryErr(err)
 	}
 	for _, b := range bundles {
-		at := Attestation{Format: "referrer", Ref: b.Ref, Content: oci.RefContent(b.Ref)}
+		at := Attestation{Format: "referrer", Ref: b.Ref, Content: oci.RefContent(b.Ref), bundle: b.Bundle}
 		env, err := attest.ParseBundle(b.Bundle)
 		if err != nil {
 			add(at, verdict{reason: err.Error()})

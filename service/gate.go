@@ -61,7 +61,16 @@ type Gate struct {
 	flight singleflight.Group
 	mu     sync.Mutex
 	cache  map[string]cached
+
+	// vsa, if set, is asked for a VSA of each fresh allow.
+	vsa *VSAs
 }
+
+// IssueVSAs makes the gate ask v for a signed VSA of each fresh allow of a
+// policy evaluated in full (not of an allow by breakglass, by a warn or
+// audit mode over failed requirements, or by another VSA). The ask never
+// blocks the decision. Call it before the gate serves.
+func (g *Gate) IssueVSAs(v *VSAs) { g.vsa = v }
 
 type cached struct {
 	reqs    []Requirement
@@ -159,6 +168,9 @@ type Decision struct {
 	LogIndex *uint64 `json:"-"`
 
 	reusedFrom []string
+	// passed are the policies evaluated in full whose every requirement
+	// holds: the VSAs this decision may ask for.
+	passed []*policy.Policy
 }
 
 // Verify decides on req. It returns an error only for a request that is
@@ -191,8 +203,10 @@ func (g *Gate) Verify(ctx context.Context, p Principal, req VerifyRequest) (d De
 		li, rerr := g.record(ctx, p, req, ref, d)
 		if rerr != nil {
 			d, err = Decision{}, rerr
+			return
 		}
 		d.LogIndex = li
+		g.requestVSAs(d)
 	}()
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
@@ -278,6 +292,11 @@ func (g *Gate) decide(ctx context.Context, req VerifyRequest, ref name.Reference
 			}
 		}
 		results = append(results, j)
+	}
+	for _, j := range results {
+		if len(j.failed) == 0 && !fromVSA(j.reqs) {
+			d.passed = append(d.passed, j.pol)
+		}
 	}
 	if len(reused) > 0 && len(results) == len(pols) && allFromCache(results, reused) {
 		d.Cached, d.reusedFrom, d.ID = true, reused, reused[0]
@@ -415,7 +434,7 @@ func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Re
 		return slices.Clone(c.reqs), c.decision, nil
 	}
 	v, err, _ := g.flight.Do(key, func() (any, error) {
-		reqs, err := g.check(ctx, pol, subj.Digest)
+		reqs, err := g.checkOrVSA(ctx, pol, subj.Digest)
 		if err != nil {
 			return nil, err
 		}
@@ -458,7 +477,7 @@ func (g *Gate) rejudge(ctx context.Context, namespace string, d name.Digest) (bo
 	ctx = oci.WithReadMemo(ctx)
 	results := make([]judged, 0, len(pols))
 	for _, pol := range pols {
-		reqs, err := g.check(ctx, pol, d)
+		reqs, err := g.checkOrVSA(ctx, pol, d)
 		if err != nil {
 			return false, "deny: could not decide: " + err.Error()
 		}
@@ -472,6 +491,36 @@ func (g *Gate) rejudge(ctx context.Context, namespace string, d name.Digest) (bo
 	}
 	out := g.combine(VerifyRequest{}, Decision{}, results)
 	return out.Allow, out.Reason
+}
+
+// checkOrVSA is one requirement met by a VSA the policy accepts, if one
+// is stored for d; otherwise the policy's requirements, checked in full.
+func (g *Gate) checkOrVSA(ctx context.Context, pol *policy.Policy, d name.Digest) ([]Requirement, error) {
+	if pol.AcceptVSA != nil {
+		r, ok, _, err := g.acceptedVSA(ctx, pol, d)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return []Requirement{r}, nil
+		}
+	}
+	return g.check(ctx, pol, d)
+}
+
+// requestVSAs asks for a VSA of each policy d passed in full, if d is a
+// fresh allow that no breakglass made.
+func (g *Gate) requestVSAs(d Decision) {
+	if g.vsa == nil || !d.Allow || d.Cached || d.Breakglass != "" || d.Digest == "" {
+		return
+	}
+	dg, err := name.NewDigest(d.Image)
+	if err != nil {
+		return
+	}
+	for _, pol := range d.passed {
+		g.vsa.Request(dg, pol, d.KeySetRevision)
+	}
 }
 
 // check runs the policy's requirements on d, concurrently; any failure to

@@ -112,6 +112,13 @@ func TestQuarantineFailsClosed(t *testing.T) {
 		t.Errorf("quarantined, allowed by a policy in audit mode, or the reason does not name the quarantine: %+v", d)
 	}
 
+	// A VSA asked for by the allow above is not signed once the digest is
+	// quarantined (the VSAs have no signer here: reaching it would panic).
+	vsas := &VSAs{gate: g, policies: ps, keys: set, log: log, now: time.Now}
+	if res, err := vsas.Issue(ctx, VSAArgs{Image: "registry.example/app@" + dg, Policy: "p", Revision: p.Revision(), KeySetRevision: set.Revision()}); res != nil || err != nil {
+		t.Errorf("a VSA for a quarantined digest: %+v %v", res, err)
+	}
+
 	// The quarantine store becomes unreadable: a reload fails, and every
 	// digest is denied and every key's evidence invalid until it succeeds.
 	_ = qdb.Close()

@@ -34,13 +34,14 @@ const (
 	EventEvidenceReindexed  = "evidence.reindexed"
 	EventQuarantineAdded    = "quarantine.added"
 	EventQuarantineLifted   = "quarantine.lifted"
+	EventVSAIssued          = "vsa.issued"
 )
 
 // EventKinds lists every event kind.
 var EventKinds = []string{
 	EventArtifactUploaded, EventArtifactRegistered, EventSignatureCreated, EventAttestationCreated, EventProvenanceCreated,
 	EventSBOMCreated, EventDecisionMade, EventKeyActivated, EventKeyRevoked, EventTokenCreated, EventTokenRevoked,
-	EventPolicyPut, EventPolicyDeleted, EventEvidenceReindexed, EventQuarantineAdded, EventQuarantineLifted,
+	EventPolicyPut, EventPolicyDeleted, EventEvidenceReindexed, EventQuarantineAdded, EventQuarantineLifted, EventVSAIssued,
 }
 
 // Event is a state change to record. The recorder adds its id, time,

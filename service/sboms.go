@@ -141,6 +141,9 @@ func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, acce
 	return s, nil
 }
 
+// Queue is the process's one river client, for other services' jobs.
+func (s *SBOMs) Queue() JobClient { return s.client }
+
 // Start starts working jobs; Stop cancels running work (it is retried later)
 // and waits for the workers.
 func (s *SBOMs) Start(ctx context.Context) error { return s.client.Start(ctx) }

@@ -320,6 +320,40 @@ func (c *Client) Events(ctx context.Context, q EventQuery) (wire.EventsResponse,
 	return out, err
 }
 
+// maxPackBytes caps an evidence pack read from the server.
+const maxPackBytes = 512 << 20
+
+// Evidence writes the evidence pack of repository@digest to w, as the
+// server sent it (a signed tar; attestctl evidence verify checks it).
+func (c *Client) Evidence(ctx context.Context, repository, digest string, w io.Writer) (int64, error) {
+	q := url.Values{"repository": {repository}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+"/v1/artifacts/"+url.PathEscape(digest)+"/evidence?"+q.Encode(), nil)
+	if err != nil {
+		return 0, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var we wire.Error
+		if json.Unmarshal(b, &we) != nil || we.Error.Code == "" {
+			return 0, &Error{Status: resp.StatusCode, ErrorBody: wire.ErrorBody{Code: "HTTP", Message: http.StatusText(resp.StatusCode)}}
+		}
+		return 0, &Error{Status: resp.StatusCode, ErrorBody: we.Error}
+	}
+	n, err := io.Copy(w, io.LimitReader(resp.Body, maxPackBytes+1))
+	if err == nil && n > maxPackBytes {
+		err = fmt.Errorf("evidence pack over %d bytes", maxPackBytes)
+	}
+	return n, err
+}
+
 // LogKey returns the audit log's verifier key, one line in the signed-note
 // format, to pin.
 func (c *Client) LogKey(ctx context.Context) (string, error) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/attestd/attestd/api/client"
 	"github.com/attestd/attestd/api/wire"
+	"github.com/attestd/attestd/attest"
 	"github.com/attestd/attestd/internal/testenv"
 )
 
@@ -77,6 +78,7 @@ func walkthrough(t *testing.T) demo {
 	}
 	_ = json.Unmarshal([]byte(out), &dec)
 	d.digest, d.decisionID = dec.Digest, dec.ID
+	waitVSA(t, s, d.verifier, d.repository, d.digest)
 	review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"demo-1","kind":{"group":"","version":"v1","kind":"Pod"},` +
 		`"namespace":"demo","operation":"CREATE","object":{"metadata":{"name":"web"},"spec":{"containers":[{"name":"web","image":"` + d.repository + `@` + d.digest + `"}]}}}}`
 	resp, err := s.Client(t, d.verifier).Admission(context.Background(), []byte(review), false)
@@ -85,6 +87,23 @@ func walkthrough(t *testing.T) demo {
 	}
 	d.auditor = s.Token(t, "auditor")
 	return d
+}
+
+// waitVSA waits (up to 20 s) until the VSA of the verify's allow, signed
+// off the request path by a job, is stored in both layouts.
+func waitVSA(t *testing.T, s *testenv.Server, token, repo, digest string) {
+	t.Helper()
+	for range 100 {
+		list, err := s.Client(t, token).Attestations(context.Background(), repo, digest, attest.PredicateVSA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Attestations) >= 2 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no VSA of the allow of %s@%s", repo, digest)
 }
 
 // report reads audit show -o json, waiting (up to 3 s) until the admission
@@ -142,8 +161,8 @@ func TestWalkthroughAuditShow(t *testing.T) {
 	if len(rep.SBOMs) != 1 || rep.SBOMs[0].Format != "spdx" || rep.SBOMs[0].Packages != 1 || rep.SBOMs[0].Evidence.Origin != "caller" || !rep.SBOMs[0].Evidence.Valid {
 		t.Errorf("SBOM summary %+v", rep.SBOMs)
 	}
-	if len(rep.Attestations) != 4 {
-		t.Errorf("%d attestation copies, want 4 (provenance and SBOM, two layouts each)", len(rep.Attestations))
+	if len(rep.Attestations) != 6 {
+		t.Errorf("%d attestation copies, want 6 (provenance, SBOM and the allow's VSA, two layouts each)", len(rep.Attestations))
 	}
 	if len(rep.Decisions) != 1 || rep.Decisions[0].ID != d.decisionID || !rep.Decisions[0].Allowed || rep.Decisions[0].Policy != "demo" || rep.Decisions[0].Reason == "" {
 		t.Errorf("decisions %+v", rep.Decisions)

@@ -103,7 +103,7 @@ func root() *cobra.Command {
 		}
 		return nil
 	}
-	r.AddCommand(pushCmd(g), sbomCmd(g), signCmd(g), attestCmd(g), provenanceCmd(g), attestationsCmd(g), signaturesCmd(g), verifyCmd(g), policyCmd(g), keysCmd(g), tokensCmd(g), auditCmd(g), quarantineCmd(g), deploymentsCmd(g))
+	r.AddCommand(pushCmd(g), sbomCmd(g), signCmd(g), attestCmd(g), provenanceCmd(g), attestationsCmd(g), signaturesCmd(g), verifyCmd(g), policyCmd(g), keysCmd(g), tokensCmd(g), auditCmd(g), quarantineCmd(g), deploymentsCmd(g), evidenceCmd(g))
 	return r
 }
 

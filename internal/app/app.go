@@ -44,6 +44,7 @@ const AdminTokenFile = "admin.token"
 // App is a wired attestd server.
 type App struct {
 	sboms  *service.SBOMs
+	vsas   *service.VSAs
 	rec    *service.Recorder
 	alog   *auditlog.Log
 	logKey auditlog.Key
@@ -325,13 +326,18 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		}
 		a.jobsDB, newClient = db, service.RiverClient(driver)
 	}
+	// VSAs of allows are signed by jobs on the one river client.
+	vsas := service.NewVSAs(gate, evidence, attestations, keySet, policies, cfg.VSAMaxAge, cfg.BuilderID, a.log)
 	sboms, err := service.NewSBOMs(newClient, regs, regs, attestations, a.db, service.SBOMLimits{
 		MaxBytes: cfg.SBOMMaxBytes, MaxLayers: 500, Timeout: cfg.SBOMTimeout, Workers: cfg.SBOMWorkers,
-	}, true, a.log, revalidator.Jobs(cfg.RevalidateInterval))
+	}, true, a.log, revalidator.Jobs(cfg.RevalidateInterval), vsas.Jobs())
 	if err != nil {
 		return err
 	}
 	a.sboms = sboms
+	vsas.UseQueue(sboms.Queue())
+	gate.IssueVSAs(vsas)
+	a.vsas = vsas
 
 	// The auditor's view: reports, search, packages, replay.
 	keyID := func(name string) (string, error) {
@@ -348,6 +354,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.MustRegister(nonCompliant{db: a.db, log: a.log})
 
+	exports := service.NewExports(regs, regs, evidence, keySet, keySet, a.db, a.auditLogService())
 	e := api.New(api.Config{
 		Log:       a.log,
 		Tokens:    tokens,
@@ -366,6 +373,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		MaxUploadBytes:    cfg.MaxUploadBytes,
 		MaxPredicateBytes: cfg.MaxPredicateBytes,
 		Reports:           reports,
+		Exports:           exports,
 		Search:            search,
 		Packages:          packages,
 		Replay:            replay,
@@ -612,6 +620,7 @@ func (a *App) Serve(ctx context.Context) error {
 		<-outboxDone
 		return fmt.Errorf("start SBOM workers: %w", err)
 	}
+	a.vsas.Start(context.WithoutCancel(ctx))
 	var err error
 	if a.ln == nil { // attestd worker: jobs only
 		a.log.InfoContext(ctx, "attestd worker running", "version", Version)
@@ -643,6 +652,7 @@ func (a *App) Serve(ctx context.Context) error {
 	if serr := a.sboms.Stop(sctx); err == nil && serr != nil && !errors.Is(serr, context.Canceled) {
 		err = serr
 	}
+	a.vsas.Stop()
 	stopSync()
 	<-syncDone
 	<-outboxDone

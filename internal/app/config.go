@@ -101,6 +101,9 @@ type Config struct {
 	// be in RevalidateWebhookAllow.
 	RevalidateWebhookURL   string   `yaml:"revalidate_webhook_url"`
 	RevalidateWebhookAllow []string `yaml:"revalidate_webhook_allow"`
+	// VSAMaxAge is how long a VSA attestd signs is reused: past half of it
+	// the next allow signs a new one.
+	VSAMaxAge time.Duration `yaml:"vsa_max_age"`
 	// LogDir is the directory of the POSIX audit log; empty means "log" in
 	// the data dir.
 	LogDir string `yaml:"log_dir"`
@@ -207,6 +210,7 @@ func Defaults() Config {
 		VerdictTTL:            time.Minute,
 		RevalidateWindow:      168 * time.Hour,
 		RevalidateInterval:    10 * time.Minute,
+		VSAMaxAge:             24 * time.Hour,
 		SBOMWorkers:           2,
 		SBOMMaxBytes:          8 << 30,
 		SBOMTimeout:           15 * time.Minute,
@@ -250,6 +254,7 @@ var Settings = []Setting{
 	str("admission-unknown-kinds", "ATTESTD_ADMISSION_UNKNOWN_KINDS", "admission_unknown_kinds", "deny (default) or allow objects of kinds attestd does not check", func(c *Config) *string { return &c.AdmissionUnknownKinds }),
 	dur("request-timeout", "ATTESTD_REQUEST_TIMEOUT", "request_timeout", "bound on every API request but uploads, registry calls included (503 past it; default 1m)", func(c *Config) *time.Duration { return &c.RequestTimeout }),
 	dur("upload-timeout", "ATTESTD_UPLOAD_TIMEOUT", "upload_timeout", "bound on one artifact upload (default 1h)", func(c *Config) *time.Duration { return &c.UploadTimeout }),
+	dur("vsa-max-age", "ATTESTD_VSA_MAX_AGE", "vsa_max_age", "how long a signed VSA of an allow is reused; past half of it the next allow signs a new one (default 24h)", func(c *Config) *time.Duration { return &c.VSAMaxAge }),
 	dur("verdict-ttl", "ATTESTD_VERDICT_TTL", "verdict_ttl", "how long a verdict is reused (same digest, policy and key-set revisions)", func(c *Config) *time.Duration { return &c.VerdictTTL }),
 	dur("revalidate-window", "ATTESTD_REVALIDATE_WINDOW", "revalidate_window", "how far back admissions are judged again by the periodic re-validation (default 168h)", func(c *Config) *time.Duration { return &c.RevalidateWindow }),
 	dur("revalidate-interval", "ATTESTD_REVALIDATE_INTERVAL", "revalidate_interval", "how often the re-validation runs (default 10m)", func(c *Config) *time.Duration { return &c.RevalidateInterval }),
@@ -497,6 +502,9 @@ func (c *Config) Validate() error {
 		if _, err := notify.New(c.RevalidateWebhookURL, c.RevalidateWebhookAllow, "attestd", notify.Options{}); err != nil {
 			errs = append(errs, fmt.Errorf("revalidate_webhook_url: %w (revalidate_webhook_allow lists the hosts it may be)", err))
 		}
+	}
+	if c.VSAMaxAge < time.Minute {
+		errs = append(errs, fmt.Errorf("vsa_max_age %s: want at least 1m", c.VSAMaxAge))
 	}
 	if c.AdmissionUnknownKinds != "deny" && c.AdmissionUnknownKinds != "allow" {
 		errs = append(errs, fmt.Errorf("admission_unknown_kinds %q: want deny or allow", c.AdmissionUnknownKinds))

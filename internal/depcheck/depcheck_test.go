@@ -101,6 +101,9 @@ var rules = []rule{
 	{"sbom/vers", "vers is pure and light (it is fuzzed): the standard library and osv-scalibr's semantic ordering only", func(i string) bool {
 		return strings.Contains(strings.Split(i, "/")[0], ".") && i != "github.com/google/osv-scalibr/semantic" || i == "net/http" || i == "net" || i == "os"
 	}},
+	{"attest/pack", "the evidence pack format is pure and light (it is fuzzed, and attestctl verifies offline with it): attest and tlog only", func(i string) bool {
+		return i == "net/http" || i == "net" || i == "os" || i == "os/exec" || strings.HasPrefix(i, mod) && !under(i, "attest") && !under(i, "tlog")
+	}},
 	{"sbom/inventory", "inventory reads SBOM bytes: no I/O, no cataloging (syft), nothing of attestd", func(i string) bool {
 		return i == "net/http" || i == "net" || i == "os" || strings.HasPrefix(i, "github.com/anchore/") || strings.HasPrefix(i, mod)
 	}},

@@ -63,6 +63,15 @@ type Policy struct {
 	// that the mutating webhook did not pin. Off by default: a tag admitted
 	// unpinned can be moved to unverified content after admission.
 	AllowTags bool `yaml:"allowTags,omitempty"`
+	// VerifiedLevels are the SLSA levels (e.g. SLSA_BUILD_LEVEL_2) that
+	// passing this policy verifies; attestd writes them into the VSAs it
+	// signs for the policy. Empty: the VSA states no level.
+	VerifiedLevels []string `yaml:"verifiedLevels,omitempty"`
+	// AcceptVSA, if set, lets a fresh PASSED verification summary for the
+	// digest and this policy's name, signed by one of its keys with origin
+	// attestd, stand in for evaluating the policy. Without one the policy
+	// is evaluated in full.
+	AcceptVSA *AcceptVSA `yaml:"acceptVSA,omitempty"`
 
 	revision string
 	source   []byte
@@ -110,6 +119,25 @@ const (
 func (a Attestation) Accepts(origin string) bool {
 	return a.Origin == "" || a.Origin == OriginAny || a.Origin == origin
 }
+
+// AcceptVSA names the keys whose VSAs count, and how old one may be.
+type AcceptVSA struct {
+	// Keys are key names or key ids (sha256:…) of the key set.
+	Keys []string `yaml:"keys"`
+	// MaxAge bounds the VSA's timeVerified and signed time, e.g. 24h.
+	MaxAge string `yaml:"maxAge"`
+
+	maxAge time.Duration
+}
+
+// Age is MaxAge, parsed.
+func (a *AcceptVSA) Age() time.Duration { return a.maxAge }
+
+// maxVSAAge caps acceptVSA.maxAge: a summary is a cache of a verification,
+// not a substitute for one.
+const maxVSAAge = 30 * 24 * time.Hour
+
+var levelRE = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`)
 
 // Breakglass lets a request be allowed despite the policy, with a
 // justification, for at most MaxDuration. It is always recorded.
@@ -209,6 +237,29 @@ func (p *Policy) validate() error {
 			continue
 		}
 		p.programs[i] = prg
+	}
+	for i, l := range p.VerifiedLevels {
+		if !levelRE.MatchString(l) {
+			errs = append(errs, fmt.Errorf("verifiedLevels[%d] %q: want upper-case letters, digits and '_', e.g. SLSA_BUILD_LEVEL_2", i, l))
+		}
+	}
+	if len(p.VerifiedLevels) > 16 {
+		errs = append(errs, errors.New("verifiedLevels: at most 16"))
+	}
+	if a := p.AcceptVSA; a != nil {
+		if len(a.Keys) == 0 || len(a.Keys) > 64 {
+			errs = append(errs, errors.New("acceptVSA.keys: 1 to 64 keys"))
+		}
+		for i, k := range a.Keys {
+			if strings.TrimSpace(k) == "" {
+				errs = append(errs, fmt.Errorf("acceptVSA.keys[%d]: empty", i))
+			}
+		}
+		d, err := time.ParseDuration(a.MaxAge)
+		if err != nil || d <= 0 || d > maxVSAAge {
+			errs = append(errs, fmt.Errorf("acceptVSA.maxAge %q: want a duration from 1s to %s, such as 24h", a.MaxAge, maxVSAAge))
+		}
+		a.maxAge = d
 	}
 	if b := p.Breakglass; b != nil && b.Allowed {
 		if _, err := time.ParseDuration(b.MaxDuration); err != nil || b.MaxDuration == "" {

@@ -135,6 +135,8 @@ func TestBreakglass(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte("name: x\nmatch: {images: [a]}\nsignatures: {keys: [k]}\n"))
+	f.Add([]byte("name: x\nmatch: {images: [a]}\nsignatures: {keys: [k]}\nacceptVSA: {keys: [central], maxAge: 24h}\nverifiedLevels: [SLSA_BUILD_LEVEL_2]\n"))
+	f.Add([]byte("name: x\nmatch: {images: [a]}\nsignatures: {keys: [k]}\nacceptVSA: {keys: [], maxAge: -1h}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := Parse(b)
 		if err != nil {
@@ -142,6 +144,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if p.Revision() == "" || len(p.Match.Images) == 0 {
 			t.Fatalf("accepted policy without revision or images: %+v", p)
+		}
+		if a := p.AcceptVSA; a != nil && (len(a.Keys) == 0 || a.Age() <= 0 || a.Age() > maxVSAAge) {
+			t.Fatalf("accepted acceptVSA %+v", a)
 		}
 	})
 }
@@ -204,4 +209,27 @@ attestations:
 			}
 		}
 	})
+}
+
+func TestAcceptVSA(t *testing.T) {
+	base := "name: x\nmatch: {images: [a]}\nsignatures: {keys: [k]}\n"
+	p, err := Parse([]byte(base + "acceptVSA: {keys: [central, 'sha256:ab'], maxAge: 24h}\nverifiedLevels: [SLSA_BUILD_LEVEL_3]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.AcceptVSA.Age() != 24*time.Hour || len(p.AcceptVSA.Keys) != 2 || p.VerifiedLevels[0] != "SLSA_BUILD_LEVEL_3" {
+		t.Errorf("parsed %+v", p.AcceptVSA)
+	}
+	for name, doc := range map[string]string{
+		"no keys":       "acceptVSA: {keys: [], maxAge: 24h}\n",
+		"no maxAge":     "acceptVSA: {keys: [k]}\n",
+		"negative":      "acceptVSA: {keys: [k], maxAge: -1h}\n",
+		"too long":      "acceptVSA: {keys: [k], maxAge: 2000h}\n",
+		"unknown field": "acceptVSA: {keys: [k], maxAge: 1h, anyKey: true}\n",
+		"bad level":     "verifiedLevels: [level 2]\n",
+	} {
+		if _, err := Parse([]byte(base + doc)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }
