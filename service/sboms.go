@@ -40,6 +40,10 @@ type SBOMLimits struct {
 	Timeout time.Duration
 	// Workers caps how many jobs run at once in this process.
 	Workers int
+	// Poll is how often workers look for jobs nothing woke them for (jobs
+	// this process inserts, and on PostgreSQL every insert, wake them at
+	// once); default 1 s.
+	Poll time.Duration
 }
 
 // SBOMArgs is the job of cataloging one pinned image.
@@ -129,8 +133,12 @@ func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, acce
 		// A job inserted by this process wakes its producer at once
 		// (river triggers the fetch on SQLite; PostgreSQL notifies every
 		// replica and worker through LISTEN/NOTIFY); the poll is only the
-		// fallback, slow enough that an idle server does not spin on it.
+		// fallback (retries coming due), slow enough that an idle server
+		// does not spin on it.
 		cfg.FetchPollInterval = time.Second
+		if limits.Poll > 0 {
+			cfg.FetchPollInterval = limits.Poll
+		}
 		cfg.FetchCooldown = 20 * time.Millisecond
 	}
 	c, err := newClient(cfg)

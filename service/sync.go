@@ -31,6 +31,9 @@ func NewSync(store revisionStore, every time.Duration, log *slog.Logger) *Sync {
 	return &Sync{store: store, every: every, log: log, watchers: map[string]func(context.Context) error{}, seen: map[string]int64{}}
 }
 
+// SetInterval changes how often it polls; call it before Run.
+func (s *Sync) SetInterval(every time.Duration) { s.every = every }
+
 // Watch calls reload whenever the revision called name moves.
 func (s *Sync) Watch(name string, reload func(context.Context) error) {
 	s.mu.Lock()

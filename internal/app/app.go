@@ -328,8 +328,16 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	}
 	// VSAs of allows are signed by jobs on the one river client.
 	vsas := service.NewVSAs(gate, evidence, attestations, keySet, policies, cfg.VSAMaxAge, cfg.BuilderID, a.log)
+	// SQLite has one process per data dir: it wakes its own workers and
+	// applies its own changes as it makes them, so its polls are
+	// backstops and idle slowly (an idle server costs under 1% of a core).
+	poll, syncEvery := time.Second, 250*time.Millisecond
+	if a.db.Engine() == index.SQLite {
+		poll, syncEvery = 5*time.Second, 2*time.Second
+	}
+	a.sync.SetInterval(syncEvery)
 	sboms, err := service.NewSBOMs(newClient, regs, regs, attestations, a.db, service.SBOMLimits{
-		MaxBytes: cfg.SBOMMaxBytes, MaxLayers: 500, Timeout: cfg.SBOMTimeout, Workers: cfg.SBOMWorkers,
+		MaxBytes: cfg.SBOMMaxBytes, MaxLayers: 500, Timeout: cfg.SBOMTimeout, Workers: cfg.SBOMWorkers, Poll: poll,
 	}, true, a.log, revalidator.Jobs(cfg.RevalidateInterval), vsas.Jobs())
 	if err != nil {
 		return err

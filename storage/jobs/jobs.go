@@ -29,8 +29,8 @@ func OpenSQLite(ctx context.Context, path string) (riverdriver.Driver[*sql.Tx], 
 	}
 	// One writer at a time keeps SQLite from answering "database is locked".
 	db.SetMaxOpenConns(1)
-	driver := riversqlite.New(db)
-	m, err := rivermigrate.New(driver, nil)
+	driver := singleProcess{riversqlite.New(db)}
+	m, err := rivermigrate.New[*sql.Tx](driver, nil)
 	if err != nil {
 		_ = db.Close()
 		return nil, nil, err
@@ -41,6 +41,18 @@ func OpenSQLite(ctx context.Context, path string) (riverdriver.Driver[*sql.Tx], 
 	}
 	return driver, db, nil
 }
+
+// singleProcess is river's SQLite driver for the one process a data dir
+// has: without a listener, river wakes its producer itself when this
+// process inserts a job, where the driver's listener would poll a
+// notification table every 50 ms (most of an idle server's CPU).
+type singleProcess struct{ *riversqlite.Driver }
+
+// SupportsListener is false: no listener, no notification table polling.
+func (singleProcess) SupportsListener() bool { return false }
+
+// SupportsListenNotify is false: inserts write no notification rows.
+func (singleProcess) SupportsListenNotify() bool { return false }
 
 // OpenPostgres opens (and migrates) the queue in the PostgreSQL database at
 // url, shared by every replica and worker.
