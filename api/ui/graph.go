@@ -26,12 +26,14 @@ type edge struct{ X1, Y1, X2, Y2 int }
 
 type graph struct {
 	Width, Height int
+	// NodeW and NodeH are every node's size.
+	NodeW, NodeH int
 	Nodes         []node
 	Edges         []edge
 }
 
 const (
-	nodeW, nodeH   = 220, 64
+	nodeW, nodeH   = 250, 64
 	colGap, rowGap = 50, 16
 	maxLine        = 30
 )
@@ -164,7 +166,7 @@ func layout(cols [][]node) graph {
 	for _, c := range cols {
 		tallest = max(tallest, len(c))
 	}
-	g := graph{Width: len(cols)*(nodeW+colGap) - colGap + 2, Height: tallest*(nodeH+rowGap) - rowGap + 2}
+	g := graph{NodeW: nodeW, NodeH: nodeH, Width: len(cols)*(nodeW+colGap) - colGap + 2, Height: tallest*(nodeH+rowGap) - rowGap + 2}
 	for ci, c := range cols {
 		top := (g.Height - (len(c)*(nodeH+rowGap) - rowGap)) / 2
 		for ni := range c {
