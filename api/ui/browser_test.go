@@ -179,6 +179,14 @@ func TestBrowserWalksTheChain(t *testing.T) {
 		}
 	}
 
+	// Filter the SBOM's packages.
+	do("filter the SBOM", chromedp.SendKeys(chromedp.ID("name"), "log4j-core"), chromedp.Submit(chromedp.ID("name")),
+		chromedp.WaitVisible(chromedp.CSS("ul.packages")))
+	shot("sbom-filter")
+	if got := text("ul.packages"); !strings.Contains(got, "pkg:maven/org.apache.logging.log4j/log4j-core@2.16.0") || !strings.Contains(got, "Apache-2.0") {
+		t.Errorf("the SBOM filter shows %q", got)
+	}
+
 	// Filter decisions: no deny, one allow by policy demo.
 	do("decisions, deny only", chromedp.Navigate(d.s.URL+"/ui/decisions"), chromedp.WaitVisible(chromedp.ID("allowed")),
 		chromedp.SetValue(chromedp.ID("allowed"), "false"), chromedp.Submit(chromedp.ID("allowed")), chromedp.WaitVisible(chromedp.ID("none")))

@@ -28,8 +28,8 @@ type graph struct {
 	Width, Height int
 	// NodeW and NodeH are every node's size.
 	NodeW, NodeH int
-	Nodes         []node
-	Edges         []edge
+	Nodes        []node
+	Edges        []edge
 }
 
 const (
@@ -75,6 +75,10 @@ func keyLabel(name, id, version string) string {
 type artifactView struct {
 	R     service.ArtifactReport
 	Graph graph
+	// Q is the query; PackagesAsked and Packages answer the SBOM filter.
+	Q             url.Values
+	PackagesAsked bool
+	Packages      []service.PackageMatch
 }
 
 // newArtifactView lays the chain out left to right: source → build →

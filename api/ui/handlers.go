@@ -145,6 +145,16 @@ type searchData struct {
 	Q       url.Values
 	Asked   bool
 	Results service.ArtifactPage
+	// PackagesAsked and Packages answer the package form.
+	PackagesAsked bool
+	Packages      service.PackagePage
+}
+
+// packageQuery reads the package form: a purl or a name (with its type), a
+// version range, a license.
+func packageQuery(q url.Values) service.PackageQuery {
+	return service.PackageQuery{PURL: q.Get("purl"), Name: q.Get("name"), Type: q.Get("type"), Range: q.Get("range"), License: q.Get("license"),
+		Cursor: q.Get("pcursor")}
 }
 
 func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
@@ -162,6 +172,15 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 		d.Results = res
 	}
+	if pq := packageQuery(q); pq != (service.PackageQuery{Cursor: pq.Cursor}) {
+		d.PackagesAsked = true
+		res, err := c.cfg.Packages.Find(r.Context(), s.principal, pq)
+		if err != nil {
+			c.fail(w, r, "search", p, err)
+			return
+		}
+		d.Packages = res
+	}
 	c.render(w, r, http.StatusOK, "search", p)
 }
 
@@ -173,7 +192,23 @@ func (c *Console) artifact(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, "artifact", p, err)
 		return
 	}
-	p.Data = newArtifactView(rep)
+	v := newArtifactView(rep)
+	v.Q = q
+	p.Data = &v
+	// The SBOM filter: the package index's answer, this digest's matches only.
+	if pq := packageQuery(q); pq != (service.PackageQuery{Cursor: pq.Cursor}) {
+		v.PackagesAsked = true
+		res, err := c.cfg.Packages.Find(r.Context(), s.principal, pq)
+		if err != nil {
+			c.fail(w, r, "artifact", p, err)
+			return
+		}
+		for _, m := range res.Matches {
+			if m.Digest == rep.Digest {
+				v.Packages = append(v.Packages, m)
+			}
+		}
+	}
 	c.render(w, r, http.StatusOK, "artifact", p)
 }
 

@@ -46,6 +46,11 @@ type Search interface {
 	Decisions(ctx context.Context, p service.Principal, q service.DecisionSearch) (service.DecisionPage, error)
 }
 
+// Packages finds the artifacts holding a package (purl, range, license).
+type Packages interface {
+	Find(ctx context.Context, p service.Principal, q service.PackageQuery) (service.PackagePage, error)
+}
+
 // Keys lists the key set with today's states.
 type Keys interface {
 	List() service.KeySet
@@ -63,6 +68,7 @@ type Config struct {
 	Tokens   Authenticator
 	Reports  Reports
 	Search   Search
+	Packages Packages
 	Keys     Keys
 	AuditLog AuditLog
 	// Now is the clock; nil for time.Now.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/attestd/attestd/attest"
 	"github.com/attestd/attestd/service"
+	"github.com/attestd/attestd/storage/index"
 )
 
 const (
@@ -64,6 +65,13 @@ func (fakeSearch) Decisions(context.Context, service.Principal, service.Decision
 	return service.DecisionPage{}, nil
 }
 
+type fakePackages struct{}
+
+func (fakePackages) Find(_ context.Context, _ service.Principal, q service.PackageQuery) (service.PackagePage, error) {
+	return service.PackagePage{Matches: []service.PackageMatch{{Repository: "reg/app", Digest: digest,
+		Packages: []index.Package{{Name: "pkg" + planted, Version: "1", Licenses: []string{q.License}}}}}}, nil
+}
+
 type fakeKeys struct{}
 
 func (fakeKeys) List() service.KeySet { return service.KeySet{Revision: 1} }
@@ -75,7 +83,7 @@ func newConsole(t *testing.T) *httptest.Server {
 			auditorToken: {TokenID: "a", Name: "alice", Roles: []string{service.RoleAuditor}},
 			signerToken:  {TokenID: "s", Name: "ci", Roles: []string{service.RoleSigner}},
 		},
-		Reports: fakeReports{}, Search: fakeSearch{}, Keys: fakeKeys{},
+		Reports: fakeReports{}, Search: fakeSearch{}, Packages: fakePackages{}, Keys: fakeKeys{},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -272,6 +280,8 @@ func TestEscapesPlantedMarkup(t *testing.T) {
 	pages := map[string]string{
 		"artifact": "/ui/artifact?digest=" + digest,
 		"search":   "/ui/search?repository=" + url.QueryEscape(planted),
+		"packages": "/ui/search?license=" + url.QueryEscape(planted),
+		"sbom":     "/ui/artifact?digest=" + digest + "&license=" + url.QueryEscape(planted),
 	}
 	for name, p := range pages {
 		resp, body := get(t, b, srv.URL+p)
@@ -320,7 +330,7 @@ func TestSecurityHeaders(t *testing.T) {
 
 func TestSessionExpires(t *testing.T) {
 	var skew atomic.Int64
-	c, err := New(Config{Tokens: fakeTokens{auditorToken: {Name: "a", Roles: []string{service.RoleAuditor}}}, Reports: fakeReports{}, Search: fakeSearch{}, Keys: fakeKeys{},
+	c, err := New(Config{Tokens: fakeTokens{auditorToken: {Name: "a", Roles: []string{service.RoleAuditor}}}, Reports: fakeReports{}, Search: fakeSearch{}, Packages: fakePackages{}, Keys: fakeKeys{},
 		Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }, SessionTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)

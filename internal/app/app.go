@@ -365,7 +365,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 
 	exports := service.NewExports(regs, regs, evidence, keySet, keySet, a.db, a.auditLogService())
 	// The auditor's console is a client of the same read services.
-	uiCfg := ui.Config{Log: a.log, Tokens: tokens, Reports: reports, Search: search, Keys: lifecycle}
+	uiCfg := ui.Config{Log: a.log, Tokens: tokens, Reports: reports, Search: search, Packages: packages, Keys: lifecycle}
 	if l := a.auditLogService(); l != nil {
 		uiCfg.AuditLog = l
 	}
