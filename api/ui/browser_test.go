@@ -201,6 +201,17 @@ func TestBrowserWalksTheChain(t *testing.T) {
 		t.Errorf("the allow reads %q", got)
 	}
 
+	// The key set and the audit log's checkpoint, verified against the log key.
+	do("keys", chromedp.Navigate(d.s.URL+"/ui/keys"), chromedp.WaitVisible(chromedp.CSS("table")))
+	if got := text("tbody"); !strings.Contains(got, "default (default)") || !strings.Contains(got, "active") {
+		t.Errorf("the keys page reads %q", got)
+	}
+	do("audit log", chromedp.Navigate(d.s.URL+"/ui/log"), chromedp.WaitVisible(chromedp.CSS("main h1")))
+	shot("audit-log")
+	if got := text("main"); !strings.Contains(got, "The latest checkpoint verifies") || !strings.Contains(got, "does not prove") {
+		t.Errorf("the audit log page reads %q", got)
+	}
+
 	// Sign out; every page then goes to sign-in.
 	do("sign out", chromedp.Click(chromedp.CSS("form.signout button")), chromedp.WaitVisible(chromedp.ID("token")))
 	shot("signed-out")

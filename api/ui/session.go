@@ -138,7 +138,10 @@ func sameToken(a, b string) bool {
 // setCookie sets an HttpOnly, SameSite=Strict cookie on /ui/, Secure when
 // the request came over TLS; an empty value deletes it.
 func setCookie(w http.ResponseWriter, r *http.Request, name, value string, expires time.Time, ttl time.Duration) {
-	c := &http.Cookie{Name: name, Value: value, Path: "/ui/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode}
+	// Secure follows the request: over plain HTTP (127.0.0.1, the zero-config
+	// default) a Secure cookie would never come back.
+	c := &http.Cookie{Name: name, Value: value, Path: "/ui/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode} //nolint:gosec // G124: Secure whenever the request came over TLS
+
 	if value == "" {
 		c.MaxAge = -1
 	} else {
