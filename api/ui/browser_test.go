@@ -201,6 +201,10 @@ func TestBrowserWalksTheChain(t *testing.T) {
 		t.Errorf("the allow reads %q", got)
 	}
 
+	if strings.Contains(d.s.LogText(), d.auditor) {
+		t.Errorf("the server logged the auditor's token")
+	}
+
 	// The key set and the audit log's checkpoint, verified against the log key.
 	do("keys", chromedp.Navigate(d.s.URL+"/ui/keys"), chromedp.WaitVisible(chromedp.CSS("table")))
 	if got := text("tbody"); !strings.Contains(got, "default (default)") || !strings.Contains(got, "active") {

@@ -21,6 +21,7 @@ import (
 
 const (
 	auditorToken = "auditor-secret"
+	adminToken   = "admin-secret"
 	signerToken  = "signer-secret"
 	planted      = `<script>alert(1)</script>"><img src=x onerror=alert(1)>`
 	digest       = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
@@ -82,6 +83,7 @@ func newConsole(t *testing.T) *httptest.Server {
 		Tokens: fakeTokens{
 			auditorToken: {TokenID: "a", Name: "alice", Roles: []string{service.RoleAuditor}},
 			signerToken:  {TokenID: "s", Name: "ci", Roles: []string{service.RoleSigner}},
+			adminToken:   {TokenID: "r", Name: "root", Roles: []string{service.RoleAdmin}},
 		},
 		Reports: fakeReports{}, Search: fakeSearch{}, Packages: fakePackages{}, Keys: fakeKeys{},
 	})
@@ -165,6 +167,11 @@ func TestSignIn(t *testing.T) {
 		}
 		if resp, body := get(t, b, srv.URL+"/ui/search"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "Signed in as alice") {
 			t.Errorf("search after sign-in: %d\n%s", resp.StatusCode, body)
+		}
+	})
+	t.Run("admin", func(t *testing.T) {
+		if resp := signIn(t, srv, browser(t), adminToken); resp.StatusCode != http.StatusSeeOther {
+			t.Errorf("an admin's token: %d, want 303", resp.StatusCode)
 		}
 	})
 	t.Run("signer refused", func(t *testing.T) {
