@@ -65,7 +65,7 @@ func walkthrough(t *testing.T) demo {
 	if _, err := ci.Sign(ctx, d.String()); err != nil {
 		t.Fatalf("sign: %v", err)
 	}
-	pol := "name: demo\nmatch: {images: [\"" + s.RegistryHost + "/demo/**\"]}\nsignatures: {keys: [default]}\n" +
+	pol := "name: demo\nmatch: {images: [\"" + s.RegistryHost + "/demo/**\"], namespaces: [demo]}\nsignatures: {keys: [default]}\n" +
 		"attestations:\n  - predicateType: https://slsa.dev/provenance/v1\n    origin: attestd\n"
 	if _, err := s.Admin.PutPolicy(ctx, []byte(pol)); err != nil {
 		t.Fatalf("policy: %v", err)
@@ -74,7 +74,28 @@ func walkthrough(t *testing.T) demo {
 	if err != nil || !dec.Allow {
 		t.Fatalf("verify: %+v %v", dec, err)
 	}
-	return demo{s: s, repository: d.Context().String(), digest: d.DigestStr(), decide: dec.ID, auditor: s.Token(t, "auditor")}
+	// It runs: an admission in namespace demo reuses the allow.
+	review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"demo-1","kind":{"group":"","version":"v1","kind":"Pod"},` +
+		`"namespace":"demo","operation":"CREATE","object":{"metadata":{"name":"web"},"spec":{"containers":[{"name":"web","image":"` + d.String() + `"}]}}}}`
+	if resp, err := s.Client(t, s.Token(t, "verifier")).Admission(ctx, []byte(review), false); err != nil || !strings.Contains(string(resp), `"allowed":true`) {
+		t.Fatalf("admission of the demo image: %v\n%s", err, resp)
+	}
+	auditor := s.Token(t, "auditor")
+	// Reuse counts are flushed each second: wait until the report has it.
+	for i := 0; ; i++ {
+		rep, err := s.Client(t, auditor).Artifact(ctx, d.DigestStr(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Admissions) > 0 {
+			break
+		}
+		if i == 50 {
+			t.Fatal("the admission is not in the report after 5 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return demo{s: s, repository: d.Context().String(), digest: d.DigestStr(), decide: dec.ID, auditor: auditor}
 }
 
 var spaces = regexp.MustCompile(`\s+`)
@@ -170,6 +191,7 @@ func TestBrowserWalksTheChain(t *testing.T) {
 		"#node-sig-0":           {"signature", "key default (unversioned)", "valid"},
 		"#node-sbom-0":          {"SBOM spdx, 1 packages", "valid"},
 		"#node-dec-" + d.decide: {"ALLOW policy demo"},
+		"#node-runs-0":          {"runs in demo", "Pod/web"},
 	} {
 		got := text(sel)
 		for _, w := range want {
