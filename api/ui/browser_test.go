@@ -201,6 +201,27 @@ func TestBrowserWalksTheChain(t *testing.T) {
 		}
 	}
 
+	// From the keyboard alone: Tab reaches the signature's node, and Enter
+	// follows it to the signature's evidence.
+	focused := ""
+	for range 40 {
+		do("tab", chromedp.KeyEvent("\t"))
+		id, err := chromedp.Run(ctx, chromedp.Evaluate[string]("document.activeElement ? document.activeElement.id : ''"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if focused = id; focused == "node-sig-0" {
+			break
+		}
+	}
+	if focused != "node-sig-0" {
+		t.Fatalf("Tab never reached the signature node (last focus %q)", focused)
+	}
+	do("follow the node", chromedp.KeyEvent("\r"))
+	if loc := location(); !strings.HasSuffix(loc, "#sig-0") {
+		t.Errorf("Enter on the signature node opened %s, want its evidence #sig-0", loc)
+	}
+
 	// Filter the SBOM's packages.
 	do("filter the SBOM", chromedp.SendKeys(chromedp.ID("name"), "log4j-core"), chromedp.Submit(chromedp.ID("name")),
 		chromedp.WaitVisible(chromedp.CSS("ul.packages")))
