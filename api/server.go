@@ -58,6 +58,9 @@ type Config struct {
 	Quarantine  *service.Quarantines
 	Deployments *service.Deployments
 	Revalidate  *service.Revalidator
+	// UI is the auditor's console, served under /ui/ (it checks its own
+	// sessions); nil for none.
+	UI http.Handler
 	// Registry is the embedded registry handler, served under /v2/; nil for none.
 	Registry http.Handler
 	// RegistryHost is the embedded registry's name in image references:
@@ -156,6 +159,11 @@ func New(cfg Config) *echo.Echo {
 	v1.GET("/tokens", listTokens(cfg.Tokens), auth, require(service.ActionManageTokens))
 	v1.DELETE("/tokens/:id", revokeToken(cfg.Tokens), auth, require(service.ActionManageTokens))
 
+	if cfg.UI != nil {
+		ui := echo.WrapHandler(cfg.UI)
+		e.Any("/ui/*", ui, deadline(cfg.RequestTimeout, cfg.UploadTimeout))
+		e.GET("/ui", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/ui/") })
+	}
 	if cfg.Registry != nil {
 		reg := registryAccess(cfg.Tokens, cfg.RegistryHost, cfg.Registry)
 		e.Any("/v2", reg)

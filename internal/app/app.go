@@ -22,6 +22,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/attestd/attestd/api"
+	"github.com/attestd/attestd/api/ui"
 	"github.com/attestd/attestd/internal/notify"
 	"github.com/attestd/attestd/keys"
 	"github.com/attestd/attestd/service"
@@ -363,6 +364,15 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 	metrics.MustRegister(nonCompliant{db: a.db, log: a.log})
 
 	exports := service.NewExports(regs, regs, evidence, keySet, keySet, a.db, a.auditLogService())
+	// The auditor's console is a client of the same read services.
+	uiCfg := ui.Config{Log: a.log, Tokens: tokens, Reports: reports, Search: search, Packages: packages, Keys: lifecycle}
+	if l := a.auditLogService(); l != nil {
+		uiCfg.AuditLog = l
+	}
+	console, err := ui.New(uiCfg)
+	if err != nil {
+		return err
+	}
 	e := api.New(api.Config{
 		Log:       a.log,
 		Tokens:    tokens,
@@ -389,6 +399,7 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		Deployments:       service.NewDeployments(a.db, keySet, quarantines),
 		Revalidate:        revalidator,
 		Keys:              lifecycle,
+		UI:                console,
 		Registry:          regHandler,
 		RegistryHost:      a.regHost,
 		Ready:             a.readyChecks(),

@@ -104,6 +104,9 @@ var rules = []rule{
 	{"attest/pack", "the evidence pack format is pure and light (it is fuzzed, and attestctl verifies offline with it): attest and tlog only", func(i string) bool {
 		return i == "net/http" || i == "net" || i == "os" || i == "os/exec" || strings.HasPrefix(i, mod) && !under(i, "attest") && !under(i, "tlog")
 	}},
+	{"api/ui", "the console is a client of the read services: no storage, keys or evidence of its own, and not the JSON API", func(i string) bool {
+		return i == mod+"api" || under(i, "storage") || under(i, "keys")
+	}},
 	{"sbom/inventory", "inventory reads SBOM bytes: no I/O, no cataloging (syft), nothing of attestd", func(i string) bool {
 		return i == "net/http" || i == "net" || i == "os" || strings.HasPrefix(i, "github.com/anchore/") || strings.HasPrefix(i, mod)
 	}},
