@@ -27,21 +27,7 @@ import (
 // signatures stop counting on both, the same way, and it signs nothing.
 func TestQuarantineOnReplicas(t *testing.T) {
 	ctx := context.Background()
-	host := need(t, "ATTESTD_TEST_DOCKER_REGISTRY", "host:port of Debian's docker-registry, started by scripts/with-services")
-	url := freshDatabase(t)
-	kms := testenv.StartLocalKMS(t)
-	aURI, bURI := kms.CreateKey(t, "quar-a"), kms.CreateKey(t, "quar-b")
-	log := sharedLog(t)
-	cfg := func(c *app.Config) {
-		log(c)
-		c.DatabaseURL, c.EmbeddedRegistry.Enabled = url, false
-		c.Registries = []app.Registry{{Host: host}}
-		c.Keys = []app.KeyConfig{{Name: "a", URI: aURI}, {Name: "b", URI: bURI}}
-		c.DefaultKey = "a"
-		c.VerdictTTL = time.Hour // a stale allow would outlive the test
-	}
-	A := testenv.Start(t, cfg)
-	B := testenv.StartReplica(t, A, cfg)
+	A, B, host := twoReplicas(t, "quar")
 	_, d, _ := testenv.PushRandom(t, host, "incident/app", authn.Anonymous)
 	signer := A.ScopedToken(t, []string{host + "/incident/**"}, "signer")
 	if _, err := A.Client(t, signer).SignWith(ctx, wire.SignRequest{Image: d.String(), Key: "b"}); err != nil {

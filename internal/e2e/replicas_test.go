@@ -48,21 +48,7 @@ func within(t *testing.T, what string, check func() (bool, string)) {
 // allow outlives a revocation made elsewhere.
 func TestReplicasShareState(t *testing.T) {
 	ctx := context.Background()
-	host := need(t, "ATTESTD_TEST_DOCKER_REGISTRY", "host:port of Debian's docker-registry, started by scripts/with-services")
-	url := freshDatabase(t)
-	kms := testenv.StartLocalKMS(t)
-	aURI, bURI := kms.CreateKey(t, "replica-a"), kms.CreateKey(t, "replica-b")
-	log := sharedLog(t)
-	cfg := func(c *app.Config) {
-		log(c)
-		c.DatabaseURL, c.EmbeddedRegistry.Enabled = url, false
-		c.Registries = []app.Registry{{Host: host}}
-		c.Keys = []app.KeyConfig{{Name: "a", URI: aURI}, {Name: "b", URI: bURI}}
-		c.DefaultKey = "a"
-		c.VerdictTTL = time.Hour // a stale allow would outlive the test
-	}
-	A := testenv.Start(t, cfg)
-	B := testenv.StartReplica(t, A, cfg)
+	A, B, host := twoReplicas(t, "replica")
 	_, d, _ := testenv.PushRandom(t, host, "replicas/app", authn.Anonymous)
 
 	// A token created on A works on B.
@@ -217,4 +203,27 @@ func TestReplicasConcurrentWritesOneDigest(t *testing.T) {
 			t.Errorf("sign while another replica holds the digest's lock: %v, want 503", err)
 		}
 	})
+}
+
+// twoReplicas starts two attestd replicas on a fresh PostgreSQL database,
+// Debian's docker-registry (returned as host), the shared audit log, and
+// two local-kms keys, "a" (the default) and "b", named after prefix.
+// Verdicts live an hour, so that a stale allow would outlive the test.
+func twoReplicas(t *testing.T, prefix string) (a, b *testenv.Server, host string) {
+	t.Helper()
+	host = need(t, "ATTESTD_TEST_DOCKER_REGISTRY", "host:port of Debian's docker-registry, started by scripts/with-services")
+	url := freshDatabase(t)
+	kms := testenv.StartLocalKMS(t)
+	aURI, bURI := kms.CreateKey(t, prefix+"-a"), kms.CreateKey(t, prefix+"-b")
+	log := sharedLog(t)
+	cfg := func(c *app.Config) {
+		log(c)
+		c.DatabaseURL, c.EmbeddedRegistry.Enabled = url, false
+		c.Registries = []app.Registry{{Host: host}}
+		c.Keys = []app.KeyConfig{{Name: "a", URI: aURI}, {Name: "b", URI: bURI}}
+		c.DefaultKey = "a"
+		c.VerdictTTL = time.Hour // a stale allow would outlive the test
+	}
+	a = testenv.Start(t, cfg)
+	return a, testenv.StartReplica(t, a, cfg), host
 }
