@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore/pkg/signature"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/attestd/attestd/attest"
 	"github.com/attestd/attestd/keys"
@@ -286,27 +287,39 @@ func (a *Attestations) store(ctx context.Context, subj oci.Resolved, key *keys.K
 			return nil, signErr(err)
 		}
 	}
+	// Both layouts are written concurrently, under the subject's lock; a
+	// copy written before the other failed stays, and a retry finds it.
+	var g errgroup.Group
 	if legacy == nil {
-		env, err := attest.Envelope(attest.InTotoPayloadType, stmt, *sig)
-		if err != nil {
-			return nil, err
-		}
-		loc, err := a.write.WriteLegacyAttestation(ctx, subj.Digest, env, predicateType)
-		if err != nil {
-			return nil, registryErr(fmt.Errorf("store attestation for %s: %w", subj.Digest, err))
-		}
-		legacy = &loc
+		g.Go(func() error {
+			env, err := attest.Envelope(attest.InTotoPayloadType, stmt, *sig)
+			if err != nil {
+				return err
+			}
+			loc, err := a.write.WriteLegacyAttestation(ctx, subj.Digest, env, predicateType)
+			if err != nil {
+				return registryErr(fmt.Errorf("store attestation for %s: %w", subj.Digest, err))
+			}
+			legacy = &loc
+			return nil
+		})
 	}
 	if referrer == nil {
-		bundle, err := attest.Bundle(attest.InTotoPayloadType, stmt, *sig, key.Hint())
-		if err != nil {
-			return nil, err
-		}
-		loc, err := a.write.WriteBundleReferrer(ctx, subj, bundle, attest.BundleMediaType, predicateType)
-		if err != nil {
-			return nil, registryErr(fmt.Errorf("store attestation referrer for %s: %w (the legacy attestation %s is stored)", subj.Digest, err, legacy.Ref))
-		}
-		referrer = &loc
+		g.Go(func() error {
+			bundle, err := attest.Bundle(attest.InTotoPayloadType, stmt, *sig, key.Hint())
+			if err != nil {
+				return err
+			}
+			loc, err := a.write.WriteBundleReferrer(ctx, subj, bundle, attest.BundleMediaType, predicateType)
+			if err != nil {
+				return registryErr(fmt.Errorf("store attestation referrer for %s: %w", subj.Digest, err))
+			}
+			referrer = &loc
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return []oci.Location{*legacy, *referrer}, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore/pkg/signature"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/attestd/attestd/attest"
 	"github.com/attestd/attestd/keys"
@@ -87,9 +88,9 @@ type SignResult struct {
 // The signature is recorded as an event before Sign returns: registry
 // write, then record, then answer.
 //
-// Partial success: the legacy tag is written first. If the referrer write
-// then fails, the error is returned and the legacy signature stays; a retry
-// finds it and writes only the referrer.
+// The two layouts are written concurrently. Partial success: if one write
+// fails, the error is returned and the other copy stays; a retry finds it
+// and writes only the missing one.
 func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignResult, error) {
 	if err := Authorize(p, ActionSign); err != nil {
 		return SignResult{}, err
@@ -128,39 +129,53 @@ func (s *Signing) Sign(ctx context.Context, p Principal, req SignRequest) (SignR
 	}
 	meta := attest.SignMeta{SignedAt: s.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version(), Identity: identityOf(p)}
 
+	// The two layouts are written concurrently: they are different tags
+	// and manifests, and the subject's lock is held for both.
+	var g errgroup.Group
 	if legacy == nil {
-		payload, err := attest.SimpleSigning(d, meta)
-		if err != nil {
-			return SignResult{}, err
-		}
-		sig, err := key.Sign(ctx, payload)
-		if err != nil {
-			return SignResult{}, signErr(err)
-		}
-		loc, err := s.write.WriteLegacySignature(ctx, d, payload, sig, v)
-		if err != nil {
-			return SignResult{}, registryErr(fmt.Errorf("store legacy signature for %s: %w", d, err))
-		}
-		legacy = &loc
+		g.Go(func() error {
+			payload, err := attest.SimpleSigning(d, meta)
+			if err != nil {
+				return err
+			}
+			sig, err := key.Sign(ctx, payload)
+			if err != nil {
+				return signErr(err)
+			}
+			loc, err := s.write.WriteLegacySignature(ctx, d, payload, sig, v)
+			if err != nil {
+				return registryErr(fmt.Errorf("store legacy signature for %s: %w", d, err))
+			}
+			legacy = &loc
+			return nil
+		})
 	}
 	if referrer == nil {
-		stmt, err := attest.SignStatement(d, meta)
-		if err != nil {
-			return SignResult{}, err
-		}
-		dsig, err := key.Sign(ctx, attest.PAE(attest.InTotoPayloadType, stmt))
-		if err != nil {
-			return SignResult{}, signErr(err)
-		}
-		bundle, err := attest.Bundle(attest.InTotoPayloadType, stmt, dsig, key.Hint())
-		if err != nil {
-			return SignResult{}, err
-		}
-		loc, err := s.write.WriteBundleReferrer(ctx, subj, bundle, attest.BundleMediaType, attest.CosignSignPredicateType)
-		if err != nil {
-			return SignResult{}, registryErr(fmt.Errorf("store bundle referrer for %s: %w (the legacy signature %s is stored)", d, err, legacy.Ref))
-		}
-		referrer = &loc
+		g.Go(func() error {
+			stmt, err := attest.SignStatement(d, meta)
+			if err != nil {
+				return err
+			}
+			dsig, err := key.Sign(ctx, attest.PAE(attest.InTotoPayloadType, stmt))
+			if err != nil {
+				return signErr(err)
+			}
+			bundle, err := attest.Bundle(attest.InTotoPayloadType, stmt, dsig, key.Hint())
+			if err != nil {
+				return err
+			}
+			loc, err := s.write.WriteBundleReferrer(ctx, subj, bundle, attest.BundleMediaType, attest.CosignSignPredicateType)
+			if err != nil {
+				return registryErr(fmt.Errorf("store bundle referrer for %s: %w", d, err))
+			}
+			referrer = &loc
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		// A copy that was written stays; a retry finds it and writes only
+		// the other.
+		return SignResult{}, err
 	}
 
 	locs := []oci.Location{*legacy, *referrer}

@@ -7,8 +7,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
-	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	cstatic "github.com/sigstore/cosign/v2/pkg/oci/static"
 	ctypes "github.com/sigstore/cosign/v2/pkg/types"
 )
@@ -22,34 +20,22 @@ const AnnotationPredicateType = "predicateType"
 // application/vnd.dsse.envelope.v1+json annotated with its predicate type.
 // Earlier attestations stay.
 func (r *Registries) WriteLegacyAttestation(ctx context.Context, subject name.Digest, envelope []byte, predicateType string) (Location, error) {
-	opts, err := r.remoteOptions(ctx, subject.Context())
-	if err != nil {
-		return Location{}, err
-	}
-	copts := []ociremote.Option{ociremote.WithRemoteOptions(opts...)}
 	att, err := cstatic.NewAttestation(envelope,
 		cstatic.WithLayerMediaType(ctypes.DssePayloadType),
 		cstatic.WithAnnotations(map[string]string{AnnotationPredicateType: predicateType}))
 	if err != nil {
 		return Location{}, err
 	}
-	se, err := mutate.AttachAttestationToEntity(ociremote.SignedUnknown(subject, copts...), att)
-	if err != nil {
-		return Location{}, fmt.Errorf("attach attestation: %w", classify(err))
-	}
-	if err := ociremote.WriteAttestations(subject.Context(), se, copts...); err != nil {
-		return Location{}, fmt.Errorf("write attestation: %w", classify(err))
-	}
-	atts, err := se.Attestations()
-	if err != nil {
-		return Location{}, err
-	}
-	h, err := atts.Digest()
+	ann, err := att.Annotations()
 	if err != nil {
 		return Location{}, err
 	}
 	tag := AttestationTag(subject)
-	return Location{Kind: "legacy-tag", Tag: tag.String(), Ref: subject.Context().Digest(h.String()).String(), Content: EnvelopeContent(envelope)}, nil
+	ref, _, err := r.appendLegacy(ctx, tag, att, ann, nil)
+	if err != nil {
+		return Location{}, fmt.Errorf("write attestation: %w", err)
+	}
+	return Location{Kind: "legacy-tag", Tag: tag.String(), Ref: ref.String(), Content: EnvelopeContent(envelope)}, nil
 }
 
 // StoredEnvelope is one DSSE envelope of a legacy `.att` image.

@@ -15,8 +15,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	cremote "github.com/sigstore/cosign/v2/pkg/cosign/remote"
-	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	cstatic "github.com/sigstore/cosign/v2/pkg/oci/static"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -48,61 +46,44 @@ func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // WriteLegacySignature attaches a cosign simple-signing signature to the
 // `sha256-<hex>.sig` tag of subject. A signature that the verifier accepts
-// over the same payload is already there counts as a duplicate, and nothing
-// is written.
+// over the same payload is already there counts as a duplicate (cosign's
+// rule), and nothing is written.
 func (r *Registries) WriteLegacySignature(ctx context.Context, subject name.Digest, payload, sig []byte, v signature.Verifier) (Location, error) {
-	opts, err := r.remoteOptions(ctx, subject.Context())
+	b64 := base64.StdEncoding.EncodeToString(sig)
+	s, err := cstatic.NewSignature(payload, b64)
 	if err != nil {
 		return Location{}, err
 	}
-	copts := []ociremote.Option{ociremote.WithRemoteOptions(opts...)}
-	se := ociremote.SignedUnknown(subject, copts...)
-	before, err := se.Signatures()
-	if err != nil {
-		return Location{}, fmt.Errorf("read existing signatures: %w", classify(err))
-	}
-	nBefore, err := countLayers(before)
-	if err != nil {
-		return Location{}, fmt.Errorf("read existing signatures: %w", classify(err))
-	}
-	s, err := cstatic.NewSignature(payload, base64.StdEncoding.EncodeToString(sig))
+	ann, err := s.Annotations()
 	if err != nil {
 		return Location{}, err
 	}
-	se2, err := mutate.AttachSignatureToEntity(se, s, mutate.WithDupeDetector(cremote.NewDupeDetector(v)))
-	if err != nil {
-		return Location{}, fmt.Errorf("attach signature: %w", classify(err))
-	}
-	after, err := se2.Signatures()
+	ld, err := s.Digest()
 	if err != nil {
 		return Location{}, err
 	}
-	nAfter, err := countLayers(after)
+	mt, err := s.MediaType()
 	if err != nil {
 		return Location{}, err
+	}
+	dupe := func(l v1.Descriptor) bool {
+		if l.Digest != ld || l.MediaType != mt {
+			return false
+		}
+		for k, val := range ann {
+			if k != cstatic.SignatureAnnotationKey && l.Annotations[k] != val {
+				return false
+			}
+		}
+		old, err := base64.StdEncoding.DecodeString(l.Annotations[cstatic.SignatureAnnotationKey])
+		return err == nil && v.VerifySignature(bytes.NewReader(old), bytes.NewReader(payload)) == nil
 	}
 	tag := SignatureTag(subject)
-	loc := Location{Kind: "legacy-tag", Tag: tag.String(), Existed: nAfter == nBefore, Content: LegacySignatureContent(payload, sig)}
-	md, err := after.Digest()
+	ref, existed, err := r.appendLegacy(ctx, tag, s, ann, dupe)
 	if err != nil {
 		return Location{}, err
 	}
-	loc.Ref = subject.Context().Digest(md.String()).String()
-	if loc.Existed {
-		return loc, nil
-	}
-	if err := ociremote.WriteSignatures(subject.Context(), se2, copts...); err != nil {
-		return Location{}, fmt.Errorf("write %s: %w", tag, classify(err))
-	}
-	return loc, nil
-}
-
-func countLayers(img v1.Image) (int, error) {
-	m, err := img.Manifest()
-	if err != nil {
-		return 0, err
-	}
-	return len(m.Layers), nil
+	return Location{Kind: "legacy-tag", Tag: tag.String(), Ref: ref.String(), Existed: existed, Content: LegacySignatureContent(payload, sig)}, nil
 }
 
 // WriteBundleReferrer stores a sigstore bundle as an OCI 1.1 referrer of

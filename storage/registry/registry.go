@@ -17,7 +17,6 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the storage driver
 	"github.com/sirupsen/logrus"
 )
 
@@ -33,8 +32,8 @@ func New(ctx context.Context, dir string) (http.Handler, error) {
 	cfg := &configuration.Configuration{
 		Version: "0.1",
 		Storage: configuration.Storage{
-			"filesystem": configuration.Parameters{"rootdirectory": dir},
-			"delete":     configuration.Parameters{"enabled": true},
+			driverName: configuration.Parameters{"rootdirectory": dir},
+			"delete":   configuration.Parameters{"enabled": true},
 		},
 	}
 	cfg.HTTP.Secret = hex.EncodeToString(secret)
