@@ -3,9 +3,7 @@ package registry
 import (
 	"context"
 	"os"
-	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -31,45 +29,32 @@ func (scratchFactory) Create(_ context.Context, params map[string]any) (storaged
 	return &scratchFS{StorageDriver: fs, root: root}, nil
 }
 
-// smallHashState is the upload size under which a resumable hash state is
-// not kept: re-hashing the data at commit costs less than writing and
-// fsyncing the state (distribution re-hashes when no state matches).
-const smallHashState = 4 << 20
-
-// scratchFS is distribution's filesystem driver, except for two files of an
-// upload in progress, which are scratch and need no fsync:
+// scratchFS is distribution's filesystem driver, except for the files of an
+// upload in progress that it writes whole (PutContent), which are scratch
+// and written without fsync:
 //
 //   - _uploads/<id>/startedat, read only to purge abandoned uploads (a
 //     missing one is never purged, the safe side);
-//   - _uploads/<id>/hashstates/<alg>/<offset> under smallHashState: a cache
-//     of the digest so far, which distribution recomputes from the data when
-//     it is missing. It is not written at all.
+//   - _uploads/<id>/hashstates/<alg>/<offset>, the digest state so far,
+//     which spares re-reading the data at commit. A state lost or torn by a
+//     power cut fails that upload (the digest is still checked against
+//     the one the client names); it cannot store wrong content.
 //
 // Everything that names content (blob data before it is moved into place,
-// links, tags, manifests) keeps the filesystem driver's fsyncs. Each of these
-// files cost two fsyncs per blob upload (file and directory), about a fifth
-// of a signature's registry work.
+// links, tags, manifests) keeps the filesystem driver's fsyncs. The two
+// scratch files cost two fsyncs each (file and directory) per blob upload.
 type scratchFS struct {
 	storagedriver.StorageDriver
 	root string
 }
 
 func (d *scratchFS) PutContent(ctx context.Context, p string, content []byte) error {
-	if !strings.Contains(p, "/_uploads/") {
+	if !strings.Contains(p, "/_uploads/") || d.root == "" {
 		return d.StorageDriver.PutContent(ctx, p, content)
 	}
-	if dir, off := path.Split(p); strings.Contains(dir, "/hashstates/") {
-		if n, err := strconv.ParseInt(off, 10, 64); err == nil && n < smallHashState {
-			return nil
-		}
-		return d.StorageDriver.PutContent(ctx, p, content)
+	full := filepath.Join(d.root, filepath.FromSlash(p))
+	if err := os.MkdirAll(filepath.Dir(full), 0o750); err != nil {
+		return err
 	}
-	if path.Base(p) == "startedat" && d.root != "" {
-		full := filepath.Join(d.root, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o750); err != nil {
-			return err
-		}
-		return os.WriteFile(full, content, 0o600)
-	}
-	return d.StorageDriver.PutContent(ctx, p, content)
+	return os.WriteFile(full, content, 0o600)
 }
