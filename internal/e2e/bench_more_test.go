@@ -41,7 +41,7 @@ func percentile(sorted []time.Duration, p float64) float64 {
 // signing fresh digests one after another. The goal: 500 signs a second
 // from 16 clients, with no error.
 func BenchmarkSignThroughput16(b *testing.B) {
-	const clients, perRound, serialPerRound = 16, 48, 8
+	const clients, perRound, serialPerRound = 16, 48, 4
 	ctx := context.Background()
 	s := testenv.Start(b, nil)
 	signer := s.Token(b, "signer")
