@@ -10,12 +10,9 @@ package main
 // signatures = signatures in the registry = evidence rows = events.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -42,51 +39,6 @@ func envInt(k string, d int) int {
 		return v
 	}
 	return d
-}
-
-// proc is attestd run as a process for the load.
-type proc struct {
-	cmd  *exec.Cmd
-	logs *bytes.Buffer
-	addr string
-}
-
-func startProc(t *testing.T, bin string, env []string, args ...string) *proc {
-	t.Helper()
-	p := &proc{logs: &bytes.Buffer{}, addr: "127.0.0.1:" + testenv.FreePort(t)}
-	p.cmd = exec.Command(bin, append([]string{"serve", "--listen", p.addr, "--log-level", "warn"}, args...)...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
-	for range 400 {
-		if resp, err := http.Get("http://" + p.addr + "/readyz"); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("attestd did not start:\n%s", p.logs)
-	return nil
-}
-
-// peakRSS is the process's peak resident set (VmHWM), in MiB.
-func (p *proc) peakRSS() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return -1
 }
 
 // pushMany pushes n small images to host/load/app and returns their digests.
@@ -126,7 +78,7 @@ func pushMany(t *testing.T, host string, auth authn.Authenticator, n int) []name
 // drive runs the signs (each client signing its share of the digests),
 // then the verifies, spread over the clients, and reports. It returns the
 // acknowledged signatures.
-func drive(t *testing.T, label string, clients []*client.Client, digests []name.Digest, verifies int, procs []*proc) []testenv.Ack {
+func drive(t *testing.T, label string, clients []*client.Client, digests []name.Digest, verifies int, procs []*testenv.Process) []testenv.Ack {
 	t.Helper()
 	ctx := context.Background()
 	var mu sync.Mutex
@@ -170,7 +122,7 @@ func drive(t *testing.T, label string, clients []*client.Client, digests []name.
 	t.Logf("   signs: %d in %s (%.0f/s); verifies: %d in %s (%.0f/s)", len(digests), signTook.Round(time.Millisecond), float64(len(digests))/signTook.Seconds(),
 		verifies, verifyTook.Round(time.Millisecond), float64(verifies)/verifyTook.Seconds())
 	for i, p := range procs {
-		t.Logf("   peak RSS of process %d: %.0f MiB", i+1, p.peakRSS())
+		t.Logf("   peak RSS of process %d: %.0f MiB", i+1, p.PeakRSS())
 	}
 	if failed > 0 {
 		t.Errorf("%s: %d answers were 5xx or failed, with no fault injected", label, failed)
@@ -224,15 +176,15 @@ func TestLoad(t *testing.T) {
 
 	t.Run("one process on SQLite and the embedded registry", func(t *testing.T) {
 		dir := t.TempDir()
-		p := startProc(t, bin, nil, "--data-dir", dir)
-		host := "localhost:" + strings.Split(p.addr, ":")[1]
+		p := testenv.StartProcess(t, bin, nil, "--data-dir", dir)
+		host := "localhost:" + strings.Split(p.Addr, ":")[1]
 		admin := strings.TrimSpace(string(must(os.ReadFile(filepath.Join(dir, app.AdminTokenFile)))))
-		ac := must(client.New("http://"+p.addr, admin))
+		ac := must(client.New("http://"+p.Addr, admin))
 		tok := must(ac.CreateToken(ctx, "load", []string{"signer"}, []string{host + "/load/**"}))
 		_ = must(ac.PutPolicy(ctx, policy(host)))
 		digests := pushMany(t, host, &authn.Basic{Username: "ci", Password: tok.Secret}, signs)
-		cl := must(client.New("http://"+p.addr, tok.Secret))
-		acks := drive(t, "one process (SQLite)", []*client.Client{cl}, digests, verifies, []*proc{p})
+		cl := must(client.New("http://"+p.Addr, tok.Secret))
+		acks := drive(t, "one process (SQLite)", []*client.Client{cl}, digests, verifies, []*testenv.Process{p})
 		db := must(index.OpenSQLite(ctx, filepath.Join(dir, "index.db")))
 		defer db.Close()
 		count(t, "one process", db, must(oci.NewRegistries([]oci.Host{{Name: host}}, oci.Options{})), must(app.StoredKeys(ctx, db)), digests, acks)
@@ -251,16 +203,16 @@ func TestLoad(t *testing.T) {
 		args := func() []string {
 			return []string{"--data-dir", t.TempDir(), "--embedded-registry=false", "--registries", reg.Host, "--keys", "default=file://" + filepath.Join(keyDir, keys.PrivateKeyFile)}
 		}
-		a := startProc(t, bin, env, args()...)
-		b := startProc(t, bin, env, args()...)
+		a := testenv.StartProcess(t, bin, env, args()...)
+		b := testenv.StartProcess(t, bin, env, args()...)
 		admin := bootstrapToken(t, a)
-		ac := must(client.New("http://"+a.addr, admin))
+		ac := must(client.New("http://"+a.Addr, admin))
 		tok := must(ac.CreateToken(ctx, "load", []string{"signer"}, []string{reg.Host + "/load/**"}))
 		_ = must(ac.PutPolicy(ctx, policy(reg.Host)))
 		digests := pushMany(t, reg.Host, authn.Anonymous, signs)
-		ca, cb := must(client.New("http://"+a.addr, tok.Secret)), must(client.New("http://"+b.addr, tok.Secret))
+		ca, cb := must(client.New("http://"+a.Addr, tok.Secret)), must(client.New("http://"+b.Addr, tok.Secret))
 		time.Sleep(500 * time.Millisecond) // the policy reaches b
-		acks := drive(t, "two replicas (PostgreSQL)", []*client.Client{ca, cb}, digests, verifies, []*proc{a, b})
+		acks := drive(t, "two replicas (PostgreSQL)", []*client.Client{ca, cb}, digests, verifies, []*testenv.Process{a, b})
 		db := must(index.OpenPostgres(ctx, pg.URL))
 		defer db.Close()
 		count(t, "two replicas", db, must(oci.NewRegistries([]oci.Host{{Name: reg.Host}}, oci.Options{})), must(app.StoredKeys(ctx, db)), digests, acks)
@@ -268,11 +220,11 @@ func TestLoad(t *testing.T) {
 }
 
 // bootstrapToken reads the admin token the first replica wrote.
-func bootstrapToken(t *testing.T, p *proc) string {
+func bootstrapToken(t *testing.T, p *testenv.Process) string {
 	t.Helper()
-	for i, a := range p.cmd.Args {
+	for i, a := range p.Cmd.Args {
 		if a == "--data-dir" {
-			return strings.TrimSpace(string(must(os.ReadFile(filepath.Join(p.cmd.Args[i+1], app.AdminTokenFile)))))
+			return strings.TrimSpace(string(must(os.ReadFile(filepath.Join(p.Cmd.Args[i+1], app.AdminTokenFile)))))
 		}
 	}
 	t.Fatal("no data dir")

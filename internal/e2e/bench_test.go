@@ -88,12 +88,13 @@ func BenchmarkSignVsCosignCLI(b *testing.B) {
 }
 
 // benchGate is a server with a policy requiring a signature, SLSA
-// provenance and an SPDX SBOM, and a verifier client.
+// provenance and an SPDX SBOM (for admission, in namespace prod), a
+// verifier client, and a function that pushes a fresh image meeting it.
 func benchGate(b *testing.B) (*testenv.Server, *client.Client, func() name.Digest) {
 	ctx := context.Background()
 	s := testenv.Start(b, func(c *app.Config) { c.BuilderID = builderID })
 	pol := fmt.Sprintf(`name: bench
-match: {images: ["%s/bench/**"]}
+match: {images: ["%s/bench/**"], namespaces: [prod]}
 signatures: {keys: [default]}
 attestations:
   - predicateType: https://slsa.dev/provenance/v1
