@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore/pkg/signature"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/attestd/attestd/attest"
 	"github.com/attestd/attestd/keys"
@@ -242,8 +243,22 @@ func (e *Evidence) Signatures(ctx context.Context, d name.Digest) (SignatureRepo
 		rep.Verified = rep.Verified || c.Valid
 	}
 
-	sigRef, sigs, err := e.read.LegacySignatures(ctx, d, maxStoredSignatures)
-	if err != nil {
+	// Both layouts are read at once; they are judged in a fixed order.
+	var (
+		sigRef  string
+		sigs    []oci.StoredSignature
+		bundles []oci.StoredBundle
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		sigRef, sigs, err = e.read.LegacySignatures(gctx, d, maxStoredSignatures)
+		return err
+	})
+	g.Go(func() (err error) {
+		bundles, err = e.read.Bundles(gctx, d, attest.BundleMediaType, attest.CosignSignPredicateType, maxStoredSignatures)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return SignatureReport{}, registryErr(err)
 	}
 	for _, sg := range sigs {
@@ -251,10 +266,6 @@ func (e *Evidence) Signatures(ctx context.Context, d name.Digest) (SignatureRepo
 			m, err := legacyMeta(sg, d, v)
 			return m, nil, err
 		}))
-	}
-	bundles, err := e.read.Bundles(ctx, d, attest.BundleMediaType, attest.CosignSignPredicateType, maxStoredSignatures)
-	if err != nil {
-		return SignatureReport{}, registryErr(err)
 	}
 	for _, b := range bundles {
 		env, err := attest.ParseBundle(b.Bundle)
@@ -299,8 +310,21 @@ func (e *Evidence) Attestations(ctx context.Context, d name.Digest, predicateTyp
 		}
 	}
 
-	envs, err := e.read.LegacyAttestations(ctx, d, predicateType, maxStoredAttestations)
-	if err != nil {
+	// Both layouts are read at once; they are judged in a fixed order.
+	var (
+		envs    []oci.StoredEnvelope
+		bundles []oci.StoredBundle
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		envs, err = e.read.LegacyAttestations(gctx, d, predicateType, maxStoredAttestations)
+		return err
+	})
+	g.Go(func() (err error) {
+		bundles, err = e.read.Bundles(gctx, d, attest.BundleMediaType, predicateType, maxStoredAttestations)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return AttestationList{}, registryErr(err)
 	}
 	for _, s := range envs {
@@ -312,10 +336,6 @@ func (e *Evidence) Attestations(ctx context.Context, d name.Digest, predicateTyp
 			continue
 		}
 		add(at, e.judge(entries, d, "", check(env)))
-	}
-	bundles, err := e.read.Bundles(ctx, d, attest.BundleMediaType, predicateType, maxStoredAttestations)
-	if err != nil {
-		return AttestationList{}, registryErr(err)
 	}
 	for _, b := range bundles {
 		at := Attestation{Format: "referrer", Ref: b.Ref, Content: oci.RefContent(b.Ref), bundle: b.Bundle}

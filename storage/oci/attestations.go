@@ -2,13 +2,13 @@ package oci
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	cstatic "github.com/sigstore/cosign/v2/pkg/oci/static"
 	ctypes "github.com/sigstore/cosign/v2/pkg/types"
+	"golang.org/x/sync/errgroup"
 )
 
 // AnnotationPredicateType is the layer annotation cosign puts on a legacy
@@ -55,20 +55,12 @@ func (r *Registries) LegacyAttestations(ctx context.Context, subject name.Digest
 		return nil, err
 	}
 	tag := AttestationTag(subject)
-	desc, err := r.headTag(ctx, tag, opts)
-	if err != nil {
-		if errors.Is(classify(err), ErrNotFound) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("read %s: %w", tag, classify(err))
-	}
-	if desc.Size > r.maxManifest {
-		return nil, fmt.Errorf("read %s: %w", tag, ErrTooLarge)
-	}
-	ref := subject.Context().Digest(desc.Digest.String())
-	_, raw, err := r.getManifest(ctx, ref, opts)
+	ref, raw, found, err := r.getTagManifest(ctx, tag, opts)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", tag, err)
+	}
+	if !found {
+		return nil, nil
 	}
 	m, err := v1.ParseManifest(bytesReader(raw))
 	if err != nil {
@@ -83,17 +75,27 @@ func (r *Registries) LegacyAttestations(ctx context.Context, subject name.Digest
 			return nil, fmt.Errorf("%s: an attestation of %d bytes: %w", tag, l.Size, ErrTooLarge)
 		}
 	}
-	var out []StoredEnvelope
-	for _, l := range m.Layers {
+	got := make([]*StoredEnvelope, len(m.Layers))
+	var g errgroup.Group
+	g.SetLimit(maxConcurrentReads)
+	for i, l := range m.Layers {
 		pt := l.Annotations[AnnotationPredicateType]
 		if predicateType != "" && pt != predicateType {
 			continue
 		}
-		b, err := r.readBlob(ctx, subject.Context(), l.Digest.String(), l.Size, opts)
-		if err != nil {
-			continue // an unreadable layer proves nothing
+		g.Go(func() error {
+			if b, err := r.readBlob(ctx, subject.Context(), l.Digest.String(), l.Size, opts); err == nil {
+				got[i] = &StoredEnvelope{Ref: ref.String(), PredicateType: pt, Envelope: b}
+			} // an unreadable layer proves nothing
+			return nil
+		})
+	}
+	_ = g.Wait()
+	var out []StoredEnvelope
+	for _, e := range got {
+		if e != nil {
+			out = append(out, *e)
 		}
-		out = append(out, StoredEnvelope{Ref: ref.String(), PredicateType: pt, Envelope: b})
 	}
 	return out, nil
 }

@@ -93,7 +93,32 @@ func (r *Registries) getManifest(ctx context.Context, d name.Digest, opts []remo
 	return res.desc, res.raw, err
 }
 
-// headTag is remote.Head of a tag, memoized within a decision.
-func (r *Registries) headTag(ctx context.Context, tag name.Tag, opts []remote.Option) (*v1.Descriptor, error) {
-	return memoize(ctx, "head|"+tag.String(), func() (*v1.Descriptor, error) { return remote.Head(tag, opts...) })
+// getTagManifest reads the manifest a tag points at with one GET (no HEAD
+// first), memoized within a decision, and returns it pinned to the digest
+// of the bytes read. found is false where the tag does not exist. The
+// transport caps the manifest before it is buffered.
+func (r *Registries) getTagManifest(ctx context.Context, tag name.Tag, opts []remote.Option) (ref name.Digest, raw []byte, found bool, err error) {
+	type result struct {
+		ref   name.Digest
+		raw   []byte
+		found bool
+	}
+	res, err := memoize(ctx, "tagmanifest|"+tag.String(), func() (result, error) {
+		got, err := remote.Get(tag, opts...)
+		if err != nil {
+			if err := classify(err); errors.Is(err, ErrNotFound) {
+				return result{}, nil
+			}
+			return result{}, classify(err)
+		}
+		if int64(len(got.Manifest)) > r.maxManifest {
+			return result{}, fmt.Errorf("manifest is %d bytes: %w", len(got.Manifest), ErrTooLarge)
+		}
+		h, _, err := v1.SHA256(bytesReader(got.Manifest))
+		if err != nil {
+			return result{}, err
+		}
+		return result{ref: tag.Context().Digest(h.String()), raw: got.Manifest, found: true}, nil
+	})
+	return res.ref, res.raw, res.found, err
 }

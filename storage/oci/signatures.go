@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -15,9 +14,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	cstatic "github.com/sigstore/cosign/v2/pkg/oci/static"
 	"github.com/sigstore/sigstore/pkg/signature"
+	"golang.org/x/sync/errgroup"
 )
 
 // Annotation keys cosign v3 puts on a bundle referrer manifest.
@@ -175,6 +174,10 @@ func (r *Registries) Referrers(ctx context.Context, subject name.Digest, artifac
 	return out, nil
 }
 
+// maxConcurrentReads bounds the registry reads one evidence read runs at
+// once (the read budget bounds their bytes).
+const maxConcurrentReads = 8
+
 // maxBundleBytes caps a bundle, signature or attestation layer read back
 // from a registry, and every blob read through the registry transport.
 const maxBundleBytes = 64 << 20
@@ -257,17 +260,29 @@ func (r *Registries) Bundles(ctx context.Context, subject name.Digest, mediaType
 	if len(cands) > max {
 		return nil, fmt.Errorf("%d referrers of %s, more than %d: %w", len(cands), subject, max, ErrTooLarge)
 	}
-	var out []StoredBundle
-	for _, d := range cands {
+	// Referrers are fetched concurrently; an unreadable or over-size one
+	// proves nothing and is left out. The order is the list's.
+	got := make([]*StoredBundle, len(cands))
+	var g errgroup.Group
+	g.SetLimit(maxConcurrentReads)
+	for i, d := range cands {
 		if d.Size > r.maxManifest {
 			continue // an over-size referrer proves nothing; do not fetch it
 		}
-		ref := subject.Context().Digest(d.Digest.String())
-		b, err := r.fetchSingleLayer(ctx, ref, mediaType, opts)
-		if err != nil {
-			continue
+		g.Go(func() error {
+			ref := subject.Context().Digest(d.Digest.String())
+			if b, err := r.fetchSingleLayer(ctx, ref, mediaType, opts); err == nil {
+				got[i] = &StoredBundle{Ref: ref.String(), Bundle: b}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	var out []StoredBundle
+	for _, b := range got {
+		if b != nil {
+			out = append(out, *b)
 		}
-		out = append(out, StoredBundle{Ref: ref.String(), Bundle: b})
 	}
 	return out, nil
 }
@@ -286,20 +301,12 @@ func (r *Registries) LegacySignatures(ctx context.Context, subject name.Digest, 
 		return "", nil, err
 	}
 	tag := SignatureTag(subject)
-	desc, err := r.headTag(ctx, tag, opts)
-	if err != nil {
-		if errors.Is(classify(err), ErrNotFound) {
-			return "", nil, nil
-		}
-		return "", nil, fmt.Errorf("read %s: %w", tag, classify(err))
-	}
-	if desc.Size > r.maxManifest {
-		return "", nil, fmt.Errorf("read %s: %w", tag, ErrTooLarge)
-	}
-	ref := subject.Context().Digest(desc.Digest.String())
-	_, raw, err := r.getManifest(ctx, ref, opts)
+	ref, raw, found, err := r.getTagManifest(ctx, tag, opts)
 	if err != nil {
 		return "", nil, fmt.Errorf("read %s: %w", tag, err)
+	}
+	if !found {
+		return "", nil, nil
 	}
 	// Count and size the layers from the checked manifest before anything
 	// else is fetched.
@@ -315,29 +322,32 @@ func (r *Registries) LegacySignatures(ctx context.Context, subject name.Digest, 
 			return "", nil, fmt.Errorf("%s: a signature payload of %d bytes: %w", tag, l.Size, ErrTooLarge)
 		}
 	}
-	sigs, err := ociremote.Signatures(ref, ociremote.WithRemoteOptions(opts...))
-	if err != nil {
-		return "", nil, fmt.Errorf("read %s: %w", tag, classify(err))
+	// The payloads are read concurrently; one that cannot be read, or a
+	// signature annotation that does not decode, proves nothing and is
+	// left out.
+	got := make([]*StoredSignature, len(m.Layers))
+	var g errgroup.Group
+	g.SetLimit(maxConcurrentReads)
+	for i, l := range m.Layers {
+		g.Go(func() error {
+			sig, err := base64.StdEncoding.DecodeString(l.Annotations[cstatic.SignatureAnnotationKey])
+			if err != nil || len(sig) == 0 {
+				return nil
+			}
+			p, err := r.readBlob(ctx, subject.Context(), l.Digest.String(), l.Size, opts)
+			if err != nil {
+				return nil
+			}
+			got[i] = &StoredSignature{Payload: p, Signature: sig}
+			return nil
+		})
 	}
-	list, err := sigs.Get()
-	if err != nil {
-		return "", nil, fmt.Errorf("read %s: %w", tag, classify(err))
-	}
-	out := make([]StoredSignature, 0, len(list))
-	for _, sg := range list {
-		p, err := sg.Payload() // ggcr checks the layer digest
-		if err != nil {
-			continue
+	_ = g.Wait()
+	out := make([]StoredSignature, 0, len(got))
+	for _, s := range got {
+		if s != nil {
+			out = append(out, *s)
 		}
-		b64, err := sg.Base64Signature()
-		if err != nil {
-			continue
-		}
-		raw, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil {
-			continue
-		}
-		out = append(out, StoredSignature{Payload: p, Signature: raw})
 	}
 	return ref.String(), out, nil
 }
