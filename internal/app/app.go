@@ -505,9 +505,9 @@ func (a *App) hosts(internal string) ([]oci.Host, error) {
 			a.regHost = "localhost:" + port
 		}
 		auth := &authn.Basic{Username: "attestd", Password: internal}
-		hosts = append(hosts, oci.Host{Name: a.regHost, Auth: auth})
+		hosts = append(hosts, oci.Host{Name: a.regHost, Auth: auth, NoReferrersAPI: true})
 		if alias := "127.0.0.1:" + port; alias != a.regHost {
-			hosts = append(hosts, oci.Host{Name: alias, Auth: auth})
+			hosts = append(hosts, oci.Host{Name: alias, Auth: auth, NoReferrersAPI: true})
 		}
 	}
 	ext, err := externalHosts(a.cfg)

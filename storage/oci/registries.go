@@ -57,6 +57,11 @@ type Host struct {
 	Insecure bool
 	// Auth is the authenticator for this host; nil means the keychain, then anonymous.
 	Auth authn.Authenticator
+	// NoReferrersAPI says the registry is known to serve no OCI 1.1
+	// referrers API (the embedded distribution registry): referrer lists
+	// are read from the tag-schema fallback index directly, saving the
+	// request that would answer 404.
+	NoReferrersAPI bool
 	// TokenRealms are the hosts (host[:port]) of this registry's token
 	// service where it is not the registry itself (e.g. auth.docker.io for
 	// index.docker.io). The registry's credentials MUST NOT go to any host

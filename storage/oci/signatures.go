@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -149,7 +150,11 @@ func (r *Registries) Referrers(ctx context.Context, subject name.Digest, artifac
 	if err != nil {
 		return nil, err
 	}
+	host := r.hosts[strings.ToLower(subject.RegistryStr())]
 	im, err := memoize(ctx, "referrers|"+subject.String(), func() (*v1.IndexManifest, error) {
+		if host.NoReferrersAPI {
+			return r.fallbackReferrers(ctx, subject, opts)
+		}
 		idx, err := remote.Referrers(subject, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("list referrers of %s: %w", subject, classify(err))
@@ -172,6 +177,25 @@ func (r *Registries) Referrers(ctx context.Context, subject name.Digest, artifac
 		}
 	}
 	return out, nil
+}
+
+// fallbackReferrers reads the tag-schema fallback index of subject (tag
+// `sha256-<hex>`), as ggcr does after the referrers API answers 404; no
+// such tag is an empty list.
+func (r *Registries) fallbackReferrers(ctx context.Context, subject name.Digest, opts []remote.Option) (*v1.IndexManifest, error) {
+	tag := subject.Context().Tag(strings.Replace(subject.DigestStr(), ":", "-", 1))
+	_, raw, found, err := r.getTagManifest(ctx, tag, opts)
+	if err != nil {
+		return nil, fmt.Errorf("list referrers of %s: %w", subject, err)
+	}
+	if !found {
+		return &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}, nil
+	}
+	im, err := v1.ParseIndexManifest(bytesReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("list referrers of %s: %w", subject, err)
+	}
+	return im, nil
 }
 
 // maxConcurrentReads bounds the registry reads one evidence read runs at
