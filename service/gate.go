@@ -62,6 +62,12 @@ type Gate struct {
 	mu     sync.Mutex
 	cache  map[string]cached
 
+	// refs memoizes references that parsed: parsing is a pure function of
+	// the string and the configured registries, and costs more than the
+	// rest of a warm decision. Failures are parsed again every time.
+	refsMu sync.RWMutex
+	refs   map[string]name.Reference
+
 	// vsa, if set, is asked for a VSA of each fresh allow.
 	vsa *VSAs
 }
@@ -95,7 +101,7 @@ func WithQuarantine(q gateQuarantine) GateOption {
 // Fresh decisions are recorded through rec before they are answered.
 func NewGate(r resolver, ev *Evidence, ks gateKeys, ps *policy.Set, rec decisionRecorder, timeout, ttl time.Duration, log *slog.Logger, opts ...GateOption) *Gate {
 	g := &Gate{resolve: r, evidence: ev, keys: ks, policies: ps, rec: rec, log: log, now: time.Now,
-		timeout: timeout, ttl: ttl, cache: map[string]cached{}}
+		timeout: timeout, ttl: ttl, cache: map[string]cached{}, refs: map[string]name.Reference{}}
 	for _, o := range opts {
 		o(g)
 	}
@@ -189,7 +195,7 @@ func (g *Gate) Verify(ctx context.Context, p Principal, req VerifyRequest) (d De
 			return Decision{}, fmt.Errorf("%w: no policy %q", ErrNotFound, req.Policy)
 		}
 	}
-	ref, err := g.resolve.Parse(req.Image)
+	ref, err := g.parse(req.Image)
 	if err != nil {
 		return Decision{}, registryErr(err)
 	}
@@ -212,6 +218,30 @@ func (g *Gate) Verify(ctx context.Context, p Principal, req VerifyRequest) (d De
 	defer cancel()
 	d = g.decide(ctx, req, ref, d)
 	return d, nil
+}
+
+// maxMemoRefs caps the memo of parsed references; past it, it starts over.
+const maxMemoRefs = 10_000
+
+// parse is the resolver's Parse, memoized for the references that parse.
+func (g *Gate) parse(image string) (name.Reference, error) {
+	g.refsMu.RLock()
+	ref, ok := g.refs[image]
+	g.refsMu.RUnlock()
+	if ok {
+		return ref, nil
+	}
+	ref, err := g.resolve.Parse(image)
+	if err != nil {
+		return nil, err
+	}
+	g.refsMu.Lock()
+	if len(g.refs) >= maxMemoRefs {
+		clear(g.refs)
+	}
+	g.refs[image] = ref
+	g.refsMu.Unlock()
+	return ref, nil
 }
 
 // judged is one policy's outcome before the decision combines them.
@@ -669,12 +699,17 @@ func newID() string {
 // record logs the decision and records it. A fresh decision is recorded
 // durably before it is answered: if it cannot be, the answer is an error
 // (503), never an unrecorded decision. An allow served from the cache
-// counts against the decision it reused.
+// counts against the decision it reused, and is logged at debug level.
 func (g *Gate) record(ctx context.Context, p Principal, req VerifyRequest, ref name.Reference, d Decision) (*uint64, error) {
 	wouldDeny := !d.Allow || d.Breakglass != "" || len(d.Warnings) > 0 || strings.Contains(d.Reason, "would deny")
 	level := slog.LevelInfo
-	if wouldDeny {
+	switch {
+	case wouldDeny:
 		level = slog.LevelWarn
+	case d.Cached:
+		// No new decision: the one it reuses was logged, and the reuse
+		// is counted against it in the record.
+		level = slog.LevelDebug
 	}
 	g.log.Log(ctx, level, "gate decision", "decision_id", d.ID, "allow", d.Allow, "image", d.Image, "digest", d.Digest,
 		"policy", d.Policy, "policy_revision", d.Revision, "mode", d.Mode, "reason", d.Reason, "breakglass", d.Breakglass,

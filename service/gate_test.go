@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -61,5 +62,49 @@ func TestGatePanicIsADeny(t *testing.T) {
 	dec, err := db.DecisionByID(ctx, d.ID)
 	if err != nil || dec.Allowed {
 		t.Errorf("the deny was not recorded: %+v %v", dec, err)
+	}
+}
+
+// countingParser counts Parse calls; it refuses "bad" references.
+type countingParser struct {
+	panicking
+	calls int
+}
+
+func (c *countingParser) Parse(s string) (name.Reference, error) {
+	c.calls++
+	if strings.Contains(s, "bad") {
+		return nil, oci.ErrBadReference
+	}
+	return name.ParseReference(s)
+}
+
+// TestGateParseMemo: a reference that parsed is parsed once; one that
+// did not is refused every time, and the memo is capped.
+func TestGateParseMemo(t *testing.T) {
+	cp := &countingParser{}
+	g := NewGate(cp, nil, nil, nil, nil, time.Second, time.Minute, slog.New(slog.DiscardHandler))
+	for range 3 {
+		ref, err := g.parse("registry.example/app@sha256:" + strings.Repeat("a", 64))
+		if err != nil || ref.Context().Name() != "registry.example/app" {
+			t.Fatalf("parse: %v %v", ref, err)
+		}
+	}
+	if cp.calls != 1 {
+		t.Errorf("a good reference parsed %d times, want 1", cp.calls)
+	}
+	for range 2 {
+		if _, err := g.parse("registry.example/bad:v1"); err == nil {
+			t.Fatal("a refused reference was accepted")
+		}
+	}
+	if cp.calls != 3 {
+		t.Errorf("a refused reference was memoized (%d parses)", cp.calls)
+	}
+	for i := range maxMemoRefs + 1 {
+		_, _ = g.parse(fmt.Sprintf("registry.example/app:v%d", i))
+	}
+	if n := len(g.refs); n > maxMemoRefs {
+		t.Errorf("memo holds %d references, cap %d", n, maxMemoRefs)
 	}
 }
