@@ -59,7 +59,7 @@ type Gate struct {
 	ttl      time.Duration
 
 	flight singleflight.Group
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	cache  map[string]cached
 
 	// refs memoizes references that parsed: parsing is a pure function of
@@ -438,8 +438,8 @@ func (g *Gate) cacheKey(d name.Digest, pol *policy.Policy) string {
 // allCachedAllow reports whether an unexpired allow is cached for d under
 // every policy of pols.
 func (g *Gate) allCachedAllow(d name.Digest, pols []*policy.Policy) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.mu.RLock()
+	defer g.mu.RUnlock()
 	for _, pol := range pols {
 		c, ok := g.cache[g.cacheKey(d, pol)]
 		if !ok || !g.now().Before(c.expires) {
@@ -457,9 +457,9 @@ func (g *Gate) allCachedAllow(d name.Digest, pols []*policy.Policy) bool {
 // allow it computes is cached under it.
 func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Resolved, decision string) ([]Requirement, string, error) {
 	key := g.cacheKey(subj.Digest, pol)
-	g.mu.Lock()
+	g.mu.RLock()
 	c, ok := g.cache[key]
-	g.mu.Unlock()
+	g.mu.RUnlock()
 	if ok && g.now().Before(c.expires) {
 		return slices.Clone(c.reqs), c.decision, nil
 	}
