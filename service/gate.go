@@ -45,7 +45,9 @@ type gateKeys interface {
 // policy. It fails closed: an error, a timeout, a panic, or nothing that
 // matched is a deny, with the reason. Verdicts are cached by digest, policy
 // revision and key-set revision, never by tag; identical concurrent
-// requests are verified once; denies and failures are not cached.
+// requests are verified once; denies and failures are not cached. A
+// cached allow still in use near the end of its TTL is checked afresh by
+// one request while the others are served it; none is served past its TTL.
 type Gate struct {
 	resolve  resolver
 	evidence *Evidence
@@ -61,6 +63,9 @@ type Gate struct {
 	flight singleflight.Group
 	mu     sync.RWMutex
 	cache  map[string]cached
+	// refreshing holds the keys of cached allows being checked afresh
+	// before they expire (claimRefresh).
+	refreshing map[string]struct{}
 
 	// refs memoizes references that parsed: parsing is a pure function of
 	// the string and the configured registries, and costs more than the
@@ -101,7 +106,7 @@ func WithQuarantine(q gateQuarantine) GateOption {
 // Fresh decisions are recorded through rec before they are answered.
 func NewGate(r resolver, ev *Evidence, ks gateKeys, ps *policy.Set, rec decisionRecorder, timeout, ttl time.Duration, log *slog.Logger, opts ...GateOption) *Gate {
 	g := &Gate{resolve: r, evidence: ev, keys: ks, policies: ps, rec: rec, log: log, now: time.Now,
-		timeout: timeout, ttl: ttl, cache: map[string]cached{}, refs: map[string]name.Reference{}}
+		timeout: timeout, ttl: ttl, cache: map[string]cached{}, refreshing: map[string]struct{}{}, refs: map[string]name.Reference{}}
 	for _, o := range opts {
 		o(g)
 	}
@@ -460,8 +465,13 @@ func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Re
 	g.mu.RLock()
 	c, ok := g.cache[key]
 	g.mu.RUnlock()
-	if ok && g.now().Before(c.expires) {
-		return slices.Clone(c.reqs), c.decision, nil
+	if now := g.now(); ok && now.Before(c.expires) {
+		if !g.claimRefresh(key, c, now) {
+			return slices.Clone(c.reqs), c.decision, nil
+		}
+		// This request checks afresh; the others are served the
+		// cached allow until it expires, never past.
+		defer g.releaseRefresh(key)
 	}
 	v, err, _ := g.flight.Do(key, func() (any, error) {
 		reqs, err := g.checkOrVSA(ctx, pol, subj.Digest)
@@ -487,6 +497,31 @@ func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Re
 		return nil, "", err
 	}
 	return slices.Clone(v.([]Requirement)), "", nil
+}
+
+// claimRefresh reports whether the request holding c, an unexpired
+// allow cached under key, is the one to check it afresh: the first to ask
+// in the last tenth of its TTL, while no other is checking it. A verdict
+// in use is thus renewed before it expires, rather than expiring under
+// every request at once (which would all wait for one cold check).
+// releaseRefresh MUST follow a claim.
+func (g *Gate) claimRefresh(key string, c cached, now time.Time) bool {
+	if c.expires.Sub(now) > g.ttl/10 {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, busy := g.refreshing[key]; busy {
+		return false
+	}
+	g.refreshing[key] = struct{}{}
+	return true
+}
+
+func (g *Gate) releaseRefresh(key string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.refreshing, key)
 }
 
 // rejudge decides afresh whether d may run in namespace under today's

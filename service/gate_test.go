@@ -108,3 +108,29 @@ func TestGateParseMemo(t *testing.T) {
 		t.Errorf("memo holds %d references, cap %d", n, maxMemoRefs)
 	}
 }
+
+// TestGateRefreshAhead: in the last tenth of a cached allow's TTL, one
+// request at a time is chosen to check it afresh; before that window, or
+// while another checks it, the cached allow is served.
+func TestGateRefreshAhead(t *testing.T) {
+	g := NewGate(&countingParser{}, nil, nil, nil, nil, time.Second, time.Minute, slog.New(slog.DiscardHandler))
+	now := time.Now()
+	c := cached{expires: now.Add(time.Minute)}
+	if g.claimRefresh("k", c, now.Add(50*time.Second)) {
+		t.Error("refresh claimed 10 s before expiry (window: the last 6 s)")
+	}
+	at := now.Add(55 * time.Second)
+	if !g.claimRefresh("k", c, at) {
+		t.Fatal("no refresh claimed 5 s before expiry")
+	}
+	if g.claimRefresh("k", c, at) {
+		t.Error("a second refresh claimed while the first runs")
+	}
+	if !g.claimRefresh("other", c, at) {
+		t.Error("a refresh of another key was refused")
+	}
+	g.releaseRefresh("k")
+	if !g.claimRefresh("k", c, at) {
+		t.Error("no refresh claimed after the first ended (it may have failed)")
+	}
+}
