@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -27,6 +28,9 @@ type Admission struct {
 	deadline     time.Duration
 	allowUnknown bool
 }
+
+// admissionConcurrency bounds the images of one review decided at once.
+const admissionConcurrency = 8
 
 // NewAdmission returns the admission service. allowUnknownKinds admits
 // objects of kinds attestd does not check (with a warning); by default
@@ -75,15 +79,35 @@ func (a *Admission) Review(ctx context.Context, p Principal, body []byte, mutate
 		d   Decision
 		err error
 	}
-	results := make(map[string]result)
+	// Each distinct image is put to the gate once, concurrently (at most
+	// admissionConcurrency at a time), all within the one deadline.
+	results := make(map[string]*result)
+	var distinct []string
 	for _, im := range images {
-		if _, done := results[im.Image]; done {
-			continue
+		if _, done := results[im.Image]; !done {
+			results[im.Image] = &result{}
+			distinct = append(distinct, im.Image)
 		}
-		d, err := a.gate.Verify(ctx, p, VerifyRequest{Image: im.Image, Namespace: req.Namespace, RequireDigest: !mutate,
-			WorkloadKind: req.Kind.Kind, WorkloadName: workload.Name(req.Name, req.Object.Raw)})
-		results[im.Image] = result{d, err}
 	}
+	wname := workload.Name(req.Name, req.Object.Raw)
+	var eg errgroup.Group
+	eg.SetLimit(admissionConcurrency)
+	for _, image := range distinct {
+		r := results[image]
+		eg.Go(func() error {
+			defer func() {
+				// The gate turns a panic while deciding into a deny; one
+				// anywhere else is a deny here, never a crash.
+				if recover() != nil {
+					r.d, r.err = Decision{}, errors.New("internal error while deciding")
+				}
+			}()
+			r.d, r.err = a.gate.Verify(ctx, p, VerifyRequest{Image: image, Namespace: req.Namespace, RequireDigest: !mutate,
+				WorkloadKind: req.Kind.Kind, WorkloadName: wname})
+			return nil
+		})
+	}
+	_ = eg.Wait()
 	var denied []string
 	var patch []map[string]string
 	for _, im := range images {

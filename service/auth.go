@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/attestd/attestd/internal/repomatch"
@@ -123,12 +124,41 @@ type tokenStore interface {
 
 // Tokens issues, lists, revokes and checks API tokens. Token secrets are
 // returned once, at creation, and stored only as SHA-256 hashes.
+//
+// A token found valid in the index is trusted again without reading the
+// index for at most tokenCacheTTL, keyed by its hash (never its secret).
+// Revoke MUST flush that cache before it returns, so a token revoked here
+// is refused from the next request; Reload flushes it for revocations made
+// by another replica (the tokens revision, through Sync). Failures are
+// never cached: an unknown or revoked token, or an index that cannot be
+// read, is looked up (and refused) every time.
 type Tokens struct {
 	store    tokenStore
 	rec      preparer
 	ids      *identity.Verifier
 	internal string
 	now      func() time.Time
+
+	mu sync.RWMutex
+	// gen counts flushes: an entry read from the index before a flush is
+	// never stored after it.
+	gen      uint64
+	verified map[[sha256.Size]byte]verifiedToken
+}
+
+// tokenCacheTTL bounds how long a verified token is trusted without
+// reading the index: the longest a revocation made on another replica can
+// go unseen if the revision poll (Sync) fails. It is the revision poll's
+// interval on PostgreSQL.
+const tokenCacheTTL = 250 * time.Millisecond
+
+// maxVerifiedTokens caps the cache; past it, it starts over.
+const maxVerifiedTokens = 10_000
+
+type verifiedToken struct {
+	p   Principal
+	gen uint64
+	at  time.Time
 }
 
 // WithIdentities accepts OIDC ID tokens of CI workload identities, as
@@ -150,7 +180,22 @@ func NewTokens(store tokenStore, rec preparer) (*Tokens, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Tokens{store: store, rec: rec, internal: s, now: time.Now}, nil
+	return &Tokens{store: store, rec: rec, internal: s, now: time.Now, verified: map[[sha256.Size]byte]verifiedToken{}}, nil
+}
+
+// Reload forgets every verified token, so each is read from the index
+// again: revocations made by another replica apply from the next request.
+// Sync calls it when the tokens revision moves.
+func (t *Tokens) Reload(context.Context) error {
+	t.flush()
+	return nil
+}
+
+func (t *Tokens) flush() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gen++
+	clear(t.verified)
 }
 
 func newSecret() (string, error) {
@@ -283,8 +328,10 @@ func (t *Tokens) List(ctx context.Context, p Principal) ([]TokenInfo, error) {
 	return out, nil
 }
 
-// Revoke revokes the token with id. Revocation takes effect on the next
-// request, on every replica (tokens are read from the shared index).
+// Revoke revokes the token with id. Revocation takes effect on this
+// replica from the next request (the verified-token cache is flushed
+// before Revoke returns), and on the others within tokenCacheTTL at most
+// (sooner, at their next revision poll).
 func (t *Tokens) Revoke(ctx context.Context, p Principal, id string) error {
 	if err := Authorize(p, ActionManageTokens); err != nil {
 		return err
@@ -293,7 +340,10 @@ func (t *Tokens) Revoke(ctx context.Context, p Principal, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := t.store.RevokeToken(ctx, id, t.now(), ev); err != nil {
+	err = t.store.RevokeToken(ctx, id, t.now(), ev)
+	// Flushed whatever the outcome: an error may hide a commit.
+	t.flush()
+	if err != nil {
 		if errors.Is(err, index.ErrNotFound) {
 			return fmt.Errorf("%w: no active token %q", ErrNotFound, id)
 		}
@@ -314,14 +364,34 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (Principal, er
 	if subtle.ConstantTimeCompare([]byte(secret), []byte(t.internal)) == 1 {
 		return Principal{TokenID: "internal", Name: "attestd", Roles: []string{RoleSigner}, Repositories: []string{repomatch.All}}, nil
 	}
-	tok, err := t.store.TokenByHash(ctx, hashToken(secret))
+	h := sha256.Sum256([]byte(secret))
+	now := t.now()
+	t.mu.RLock()
+	v, ok := t.verified[h]
+	gen := t.gen
+	t.mu.RUnlock()
+	if ok && v.gen == gen && now.Sub(v.at) < tokenCacheTTL && !now.Before(v.at) {
+		return v.p, nil
+	}
+	tok, err := t.store.TokenByHash(ctx, hex.EncodeToString(h[:]))
 	if errors.Is(err, index.ErrNotFound) {
 		return Principal{}, ErrUnauthenticated
 	}
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: token lookup: %w", ErrUnavailable, err)
 	}
-	return Principal{TokenID: tok.ID, Name: tok.Name, Roles: tok.Roles, Repositories: tok.Repositories}, nil
+	// Clipped: the cached principal is shared, and an append by a caller
+	// must copy, not write into it.
+	p := Principal{TokenID: tok.ID, Name: tok.Name, Roles: slices.Clip(tok.Roles), Repositories: slices.Clip(tok.Repositories)}
+	t.mu.Lock()
+	if t.gen == gen {
+		if len(t.verified) >= maxVerifiedTokens {
+			clear(t.verified)
+		}
+		t.verified[h] = verifiedToken{p: p, gen: gen, at: now}
+	}
+	t.mu.Unlock()
+	return p, nil
 }
 
 // identity authenticates a CI workload by its OIDC ID token: verified

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/attestd/attestd/storage/index"
 )
@@ -91,4 +92,125 @@ func TestInternalCredentialIsOnlySigner(t *testing.T) {
 	if _, err := other.Authenticate(context.Background(), tk.InternalCredential()); err == nil {
 		t.Error("one instance's internal credential works on another")
 	}
+}
+
+// countingTokens counts index lookups and can fail them.
+type countingTokens struct {
+	tokenStore
+	lookups int
+	fail    error
+}
+
+func (c *countingTokens) TokenByHash(ctx context.Context, hash string) (index.Token, error) {
+	c.lookups++
+	if c.fail != nil {
+		return index.Token{}, c.fail
+	}
+	return c.tokenStore.TokenByHash(ctx, hash)
+}
+
+// TestVerifiedTokenCacheFailsClosed: a verified token is trusted again
+// without an index read only briefly, and never after its revocation
+// here, after another replica's revocation reaches Sync, or past the TTL
+// when the index cannot be read.
+func TestVerifiedTokenCacheFailsClosed(t *testing.T) {
+	ctx := context.Background()
+	admin := Principal{Name: "test", Roles: []string{RoleAdmin}}
+	tk := newTokens(t)
+	db := tk.store.(*index.DB)
+	store := &countingTokens{tokenStore: db}
+	tk.store = store
+	clock := time.Now()
+	tk.now = func() time.Time { return clock }
+
+	secret, _, err := tk.Create(ctx, admin, "gate", []string{RoleVerifier}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := func() error { _, err := tk.Authenticate(ctx, secret); return err }
+	for range 3 {
+		if err := auth(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if store.lookups != 1 {
+		t.Errorf("3 requests within the TTL read the index %d times, want 1", store.lookups)
+	}
+	for range 2 {
+		if _, err := tk.Authenticate(ctx, "atd_unknown"); !errors.Is(err, ErrUnauthenticated) {
+			t.Fatalf("unknown token: %v", err)
+		}
+	}
+	if store.lookups != 3 {
+		t.Errorf("an unknown token was not looked up each time (%d lookups)", store.lookups)
+	}
+
+	t.Run("revoked here: refused from the next request", func(t *testing.T) {
+		secret, info, _ := tk.Create(ctx, admin, "revoked-here", []string{RoleVerifier}, nil)
+		if _, err := tk.Authenticate(ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+		if err := tk.Revoke(ctx, admin, info.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tk.Authenticate(ctx, secret); !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("revoked token, cached before its revocation: %v", err)
+		}
+	})
+
+	t.Run("revoked by another replica: refused after the revision poll", func(t *testing.T) {
+		other, err := NewTokens(db, tk.rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sync := NewSync(db, time.Hour, slog.New(slog.DiscardHandler))
+		sync.Watch(index.RevisionTokens, tk.Reload)
+		if err := sync.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		secret, info, _ := tk.Create(ctx, admin, "revoked-there", []string{RoleVerifier}, nil)
+		if _, err := tk.Authenticate(ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Revoke(ctx, admin, info.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := sync.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tk.Authenticate(ctx, secret); !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("token revoked by another replica, after the revision poll: %v", err)
+		}
+	})
+
+	t.Run("revoked by another replica, no poll: refused past the TTL", func(t *testing.T) {
+		other, _ := NewTokens(db, tk.rec)
+		secret, info, _ := tk.Create(ctx, admin, "revoked-unpolled", []string{RoleVerifier}, nil)
+		if _, err := tk.Authenticate(ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Revoke(ctx, admin, info.ID); err != nil {
+			t.Fatal(err)
+		}
+		clock = clock.Add(tokenCacheTTL)
+		if _, err := tk.Authenticate(ctx, secret); !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("token revoked elsewhere, past the TTL: %v", err)
+		}
+	})
+
+	t.Run("index unreadable past the TTL: unavailable, not cached", func(t *testing.T) {
+		if err := auth(); err != nil {
+			t.Fatal(err)
+		}
+		store.fail = errors.New("database is locked")
+		defer func() { store.fail = nil }()
+		clock = clock.Add(tokenCacheTTL)
+		if err := auth(); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("index down past the TTL: %v, want ErrUnavailable", err)
+		}
+		clock = clock.Add(-time.Minute) // a clock stepped back trusts nothing
+		if err := auth(); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("clock stepped back: %v, want ErrUnavailable", err)
+		}
+	})
 }

@@ -45,7 +45,9 @@ type gateKeys interface {
 // policy. It fails closed: an error, a timeout, a panic, or nothing that
 // matched is a deny, with the reason. Verdicts are cached by digest, policy
 // revision and key-set revision, never by tag; identical concurrent
-// requests are verified once; denies and failures are not cached.
+// requests are verified once; denies and failures are not cached. A
+// cached allow still in use near the end of its TTL is checked afresh by
+// one request while the others are served it; none is served past its TTL.
 type Gate struct {
 	resolve  resolver
 	evidence *Evidence
@@ -59,8 +61,17 @@ type Gate struct {
 	ttl      time.Duration
 
 	flight singleflight.Group
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	cache  map[string]cached
+	// refreshing holds the keys of cached allows being checked afresh
+	// before they expire (claimRefresh).
+	refreshing map[string]struct{}
+
+	// refs memoizes references that parsed: parsing is a pure function of
+	// the string and the configured registries, and costs more than the
+	// rest of a warm decision. Failures are parsed again every time.
+	refsMu sync.RWMutex
+	refs   map[string]name.Reference
 
 	// vsa, if set, is asked for a VSA of each fresh allow.
 	vsa *VSAs
@@ -95,7 +106,7 @@ func WithQuarantine(q gateQuarantine) GateOption {
 // Fresh decisions are recorded through rec before they are answered.
 func NewGate(r resolver, ev *Evidence, ks gateKeys, ps *policy.Set, rec decisionRecorder, timeout, ttl time.Duration, log *slog.Logger, opts ...GateOption) *Gate {
 	g := &Gate{resolve: r, evidence: ev, keys: ks, policies: ps, rec: rec, log: log, now: time.Now,
-		timeout: timeout, ttl: ttl, cache: map[string]cached{}}
+		timeout: timeout, ttl: ttl, cache: map[string]cached{}, refreshing: map[string]struct{}{}, refs: map[string]name.Reference{}}
 	for _, o := range opts {
 		o(g)
 	}
@@ -189,7 +200,7 @@ func (g *Gate) Verify(ctx context.Context, p Principal, req VerifyRequest) (d De
 			return Decision{}, fmt.Errorf("%w: no policy %q", ErrNotFound, req.Policy)
 		}
 	}
-	ref, err := g.resolve.Parse(req.Image)
+	ref, err := g.parse(req.Image)
 	if err != nil {
 		return Decision{}, registryErr(err)
 	}
@@ -212,6 +223,30 @@ func (g *Gate) Verify(ctx context.Context, p Principal, req VerifyRequest) (d De
 	defer cancel()
 	d = g.decide(ctx, req, ref, d)
 	return d, nil
+}
+
+// maxMemoRefs caps the memo of parsed references; past it, it starts over.
+const maxMemoRefs = 10_000
+
+// parse is the resolver's Parse, memoized for the references that parse.
+func (g *Gate) parse(image string) (name.Reference, error) {
+	g.refsMu.RLock()
+	ref, ok := g.refs[image]
+	g.refsMu.RUnlock()
+	if ok {
+		return ref, nil
+	}
+	ref, err := g.resolve.Parse(image)
+	if err != nil {
+		return nil, err
+	}
+	g.refsMu.Lock()
+	if len(g.refs) >= maxMemoRefs {
+		clear(g.refs)
+	}
+	g.refs[image] = ref
+	g.refsMu.Unlock()
+	return ref, nil
 }
 
 // judged is one policy's outcome before the decision combines them.
@@ -408,8 +443,8 @@ func (g *Gate) cacheKey(d name.Digest, pol *policy.Policy) string {
 // allCachedAllow reports whether an unexpired allow is cached for d under
 // every policy of pols.
 func (g *Gate) allCachedAllow(d name.Digest, pols []*policy.Policy) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.mu.RLock()
+	defer g.mu.RUnlock()
 	for _, pol := range pols {
 		c, ok := g.cache[g.cacheKey(d, pol)]
 		if !ok || !g.now().Before(c.expires) {
@@ -427,11 +462,16 @@ func (g *Gate) allCachedAllow(d name.Digest, pols []*policy.Policy) bool {
 // allow it computes is cached under it.
 func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Resolved, decision string) ([]Requirement, string, error) {
 	key := g.cacheKey(subj.Digest, pol)
-	g.mu.Lock()
+	g.mu.RLock()
 	c, ok := g.cache[key]
-	g.mu.Unlock()
-	if ok && g.now().Before(c.expires) {
-		return slices.Clone(c.reqs), c.decision, nil
+	g.mu.RUnlock()
+	if now := g.now(); ok && now.Before(c.expires) {
+		if !g.claimRefresh(key, c, now) {
+			return slices.Clone(c.reqs), c.decision, nil
+		}
+		// This request checks afresh; the others are served the
+		// cached allow until it expires, never past.
+		defer g.releaseRefresh(key)
 	}
 	v, err, _ := g.flight.Do(key, func() (any, error) {
 		reqs, err := g.checkOrVSA(ctx, pol, subj.Digest)
@@ -457,6 +497,31 @@ func (g *Gate) requirements(ctx context.Context, pol *policy.Policy, subj oci.Re
 		return nil, "", err
 	}
 	return slices.Clone(v.([]Requirement)), "", nil
+}
+
+// claimRefresh reports whether the request holding c, an unexpired
+// allow cached under key, is the one to check it afresh: the first to ask
+// in the last tenth of its TTL, while no other is checking it. A verdict
+// in use is thus renewed before it expires, rather than expiring under
+// every request at once (which would all wait for one cold check).
+// releaseRefresh MUST follow a claim.
+func (g *Gate) claimRefresh(key string, c cached, now time.Time) bool {
+	if c.expires.Sub(now) > g.ttl/10 {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, busy := g.refreshing[key]; busy {
+		return false
+	}
+	g.refreshing[key] = struct{}{}
+	return true
+}
+
+func (g *Gate) releaseRefresh(key string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.refreshing, key)
 }
 
 // rejudge decides afresh whether d may run in namespace under today's
@@ -669,12 +734,17 @@ func newID() string {
 // record logs the decision and records it. A fresh decision is recorded
 // durably before it is answered: if it cannot be, the answer is an error
 // (503), never an unrecorded decision. An allow served from the cache
-// counts against the decision it reused.
+// counts against the decision it reused, and is logged at debug level.
 func (g *Gate) record(ctx context.Context, p Principal, req VerifyRequest, ref name.Reference, d Decision) (*uint64, error) {
 	wouldDeny := !d.Allow || d.Breakglass != "" || len(d.Warnings) > 0 || strings.Contains(d.Reason, "would deny")
 	level := slog.LevelInfo
-	if wouldDeny {
+	switch {
+	case wouldDeny:
 		level = slog.LevelWarn
+	case d.Cached:
+		// No new decision: the one it reuses was logged, and the reuse
+		// is counted against it in the record.
+		level = slog.LevelDebug
 	}
 	g.log.Log(ctx, level, "gate decision", "decision_id", d.ID, "allow", d.Allow, "image", d.Image, "digest", d.Digest,
 		"policy", d.Policy, "policy_revision", d.Revision, "mode", d.Mode, "reason", d.Reason, "breakglass", d.Breakglass,

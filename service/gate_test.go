@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -61,5 +62,75 @@ func TestGatePanicIsADeny(t *testing.T) {
 	dec, err := db.DecisionByID(ctx, d.ID)
 	if err != nil || dec.Allowed {
 		t.Errorf("the deny was not recorded: %+v %v", dec, err)
+	}
+}
+
+// countingParser counts Parse calls; it refuses "bad" references.
+type countingParser struct {
+	panicking
+	calls int
+}
+
+func (c *countingParser) Parse(s string) (name.Reference, error) {
+	c.calls++
+	if strings.Contains(s, "bad") {
+		return nil, oci.ErrBadReference
+	}
+	return name.ParseReference(s)
+}
+
+// TestGateParseMemo: a reference that parsed is parsed once; one that
+// did not is refused every time, and the memo is capped.
+func TestGateParseMemo(t *testing.T) {
+	cp := &countingParser{}
+	g := NewGate(cp, nil, nil, nil, nil, time.Second, time.Minute, slog.New(slog.DiscardHandler))
+	for range 3 {
+		ref, err := g.parse("registry.example/app@sha256:" + strings.Repeat("a", 64))
+		if err != nil || ref.Context().Name() != "registry.example/app" {
+			t.Fatalf("parse: %v %v", ref, err)
+		}
+	}
+	if cp.calls != 1 {
+		t.Errorf("a good reference parsed %d times, want 1", cp.calls)
+	}
+	for range 2 {
+		if _, err := g.parse("registry.example/bad:v1"); err == nil {
+			t.Fatal("a refused reference was accepted")
+		}
+	}
+	if cp.calls != 3 {
+		t.Errorf("a refused reference was memoized (%d parses)", cp.calls)
+	}
+	for i := range maxMemoRefs + 1 {
+		_, _ = g.parse(fmt.Sprintf("registry.example/app:v%d", i))
+	}
+	if n := len(g.refs); n > maxMemoRefs {
+		t.Errorf("memo holds %d references, cap %d", n, maxMemoRefs)
+	}
+}
+
+// TestGateRefreshAhead: in the last tenth of a cached allow's TTL, one
+// request at a time is chosen to check it afresh; before that window, or
+// while another checks it, the cached allow is served.
+func TestGateRefreshAhead(t *testing.T) {
+	g := NewGate(&countingParser{}, nil, nil, nil, nil, time.Second, time.Minute, slog.New(slog.DiscardHandler))
+	now := time.Now()
+	c := cached{expires: now.Add(time.Minute)}
+	if g.claimRefresh("k", c, now.Add(50*time.Second)) {
+		t.Error("refresh claimed 10 s before expiry (window: the last 6 s)")
+	}
+	at := now.Add(55 * time.Second)
+	if !g.claimRefresh("k", c, at) {
+		t.Fatal("no refresh claimed 5 s before expiry")
+	}
+	if g.claimRefresh("k", c, at) {
+		t.Error("a second refresh claimed while the first runs")
+	}
+	if !g.claimRefresh("other", c, at) {
+		t.Error("a refresh of another key was refused")
+	}
+	g.releaseRefresh("k")
+	if !g.claimRefresh("k", c, at) {
+		t.Error("no refresh claimed after the first ended (it may have failed)")
 	}
 }

@@ -173,8 +173,11 @@ type Recorder struct {
 	closing  sync.Once
 
 	mu       sync.Mutex
-	reuses   map[reuseKey]*index.Reuse
 	inflight map[string]struct{}
+
+	// reuseMu guards reuses alone: every warm decision counts under it.
+	reuseMu sync.Mutex
+	reuses  map[reuseKey]*index.Reuse
 }
 
 type pending struct {
@@ -686,8 +689,8 @@ func (r *Recorder) Reused(decisionID, namespace, workloadKind, workloadName stri
 	}
 	k := reuseKey{decisionID, namespace, workloadKind, workloadName}
 	now := r.now().UTC()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.reuseMu.Lock()
+	defer r.reuseMu.Unlock()
 	x, ok := r.reuses[k]
 	if !ok {
 		x = &index.Reuse{DecisionID: decisionID, Namespace: namespace, WorkloadKind: workloadKind, WorkloadName: workloadName, First: now}
@@ -718,20 +721,20 @@ func (r *Recorder) flushLoop() {
 // flushReuse writes the counts gathered since the last flush. On failure
 // they are kept and added to the next flush.
 func (r *Recorder) flushReuse(ctx context.Context) error {
-	r.mu.Lock()
+	r.reuseMu.Lock()
 	if len(r.reuses) == 0 {
-		r.mu.Unlock()
+		r.reuseMu.Unlock()
 		return nil
 	}
 	batch := r.reuses
 	r.reuses = map[reuseKey]*index.Reuse{}
-	r.mu.Unlock()
+	r.reuseMu.Unlock()
 	rs := make([]index.Reuse, 0, len(batch))
 	for _, x := range batch {
 		rs = append(rs, *x)
 	}
 	if err := r.store.AddReuse(ctx, rs); err != nil {
-		r.mu.Lock()
+		r.reuseMu.Lock()
 		for k, x := range batch {
 			if cur, ok := r.reuses[k]; ok {
 				cur.Count += x.Count
@@ -740,7 +743,7 @@ func (r *Recorder) flushReuse(ctx context.Context) error {
 				r.reuses[k] = x
 			}
 		}
-		r.mu.Unlock()
+		r.reuseMu.Unlock()
 		return err
 	}
 	return nil

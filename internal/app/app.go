@@ -281,6 +281,9 @@ func (a *App) wire(ctx context.Context, keyPassword string) error {
 		return err
 	}
 	a.sync.Watch(index.RevisionQuarantines, quarantines.Reload)
+	// Verified tokens are cached briefly; a revocation on another replica
+	// flushes them here.
+	a.sync.Watch(index.RevisionTokens, tokens.Reload)
 	evidence := service.NewEvidence(regs, keySet, service.WithKeyQuarantine(quarantines))
 	verification := service.NewVerification(regs, evidence)
 	// Writes of one subject are serialized in this process, and across

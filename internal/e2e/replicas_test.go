@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -98,6 +99,33 @@ func TestReplicasShareState(t *testing.T) {
 			t.Errorf("B lists key b as %s after A revoked it", k.State)
 		}
 	}
+
+	// A token B has just verified (and so trusts for a moment without the
+	// index), revoked on A: A refuses it at once, B within the bound.
+	tok, err := A.Admin.CreateToken(ctx, "short-lived", []string{"verifier"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := func(c *client.Client) func() (bool, string) {
+		return func() (bool, string) {
+			_, err := c.Verify(ctx, wire.VerifyRequest{Image: d.String(), Policy: "replicas"})
+			var ce *client.Error
+			return errors.As(err, &ce) && ce.Status == http.StatusUnauthorized, fmt.Sprint(err)
+		}
+	}
+	ta, tb := A.Client(t, tok.Secret), B.Client(t, tok.Secret)
+	for _, c := range []*client.Client{ta, tb} {
+		if no, why := refused(c)(); no {
+			t.Fatalf("the token before its revocation: %s", why)
+		}
+	}
+	if err := A.Admin.RevokeToken(ctx, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if no, why := refused(ta)(); !no {
+		t.Errorf("a token revoked on A, used on A right after: %s", why)
+	}
+	within(t, "a token revoked on A, refused by B", refused(tb))
 
 	// Both replicas' writes are in the one record.
 	auditor := A.Client(t, A.Token(t, "auditor"))

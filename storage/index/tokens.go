@@ -68,8 +68,12 @@ func (d *DB) CountTokens(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// RevokeToken marks a token revoked, and writes evs in the same
-// transaction. It returns ErrNotFound if no unrevoked token has that id.
+// RevisionTokens changes with every token revocation: replicas that cache
+// verified tokens flush them when it moves.
+const RevisionTokens = "tokens"
+
+// RevokeToken marks a token revoked, bumps RevisionTokens, and writes evs
+// in the same transaction. It returns ErrNotFound if no unrevoked token has that id.
 func (d *DB) RevokeToken(ctx context.Context, id string, at time.Time, evs ...Event) error {
 	return d.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, d.q(`UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`), at.UTC(), id)
@@ -82,6 +86,9 @@ func (d *DB) RevokeToken(ctx context.Context, id string, at time.Time, evs ...Ev
 		}
 		if n == 0 {
 			return ErrNotFound
+		}
+		if _, err := d.bump(ctx, tx, RevisionTokens); err != nil {
+			return err
 		}
 		_, err = d.appendEvents(ctx, tx, evs)
 		return err

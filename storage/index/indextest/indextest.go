@@ -65,12 +65,21 @@ func tokens(t *testing.T, open Opener) {
 	if n, err := db.CountTokens(ctx); err != nil || n != 1 {
 		t.Errorf("CountTokens = %d, %v", n, err)
 	}
+	before, err := db.Revision(ctx, index.RevisionTokens)
+	must(t, err)
 	must(t, db.RevokeToken(ctx, "a", now))
 	if _, err := db.TokenByHash(ctx, "h1"); !errors.Is(err, index.ErrNotFound) {
 		t.Errorf("revoked token still found: %v", err)
 	}
+	// Replicas that cache verified tokens flush them when this moves.
+	if after, err := db.Revision(ctx, index.RevisionTokens); err != nil || after != before+1 {
+		t.Errorf("tokens revision after a revocation = %d, %v; want %d", after, err, before+1)
+	}
 	if err := db.RevokeToken(ctx, "a", now); !errors.Is(err, index.ErrNotFound) {
 		t.Errorf("second revoke = %v", err)
+	}
+	if after, _ := db.Revision(ctx, index.RevisionTokens); after != before+1 {
+		t.Errorf("a revocation that revoked nothing moved the tokens revision to %d", after)
 	}
 	db = reopen()
 	ts, err := db.ListTokens(ctx, 10)
