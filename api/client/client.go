@@ -51,8 +51,18 @@ func New(baseURL, token string) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("server URL %q: want http(s)://host[:port]", baseURL)
 	}
-	return &Client{base: u, token: token, http: &http.Client{Timeout: 2 * time.Hour}}, nil
+	return &Client{base: u, token: token, http: &http.Client{Timeout: 2 * time.Hour, Transport: transport}}, nil
 }
+
+// transport is the connection pool every Client shares. It keeps up to 64
+// idle connections per server (Go's default keeps 2), so that concurrent
+// callers, such as a CI fleet's signer or a gate, reuse connections instead
+// of opening one per request.
+var transport = func() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return t
+}()
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
