@@ -27,6 +27,23 @@ type evidenceStore interface {
 	Bundles(ctx context.Context, subject name.Digest, mediaType, predicateType string, max int) ([]oci.StoredBundle, error)
 }
 
+// prefetcher is an evidenceStore that can start a digest's first reads
+// ahead of need (oci.Registries.Prefetch).
+type prefetcher interface {
+	Prefetch(ctx context.Context, subject name.Digest)
+}
+
+// Prefetch starts reading d's evidence into ctx's read memo, where the
+// store can, and returns at once.
+func (e *Evidence) Prefetch(ctx context.Context, d name.Digest) {
+	if e == nil {
+		return
+	}
+	if p, ok := e.read.(prefetcher); ok {
+		p.Prefetch(ctx, d)
+	}
+}
+
 type verifySet interface {
 	All() []keys.Entry
 	Accept(k *keys.Key, signedAt time.Time) error

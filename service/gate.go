@@ -287,14 +287,24 @@ func (g *Gate) decide(ctx context.Context, req VerifyRequest, ref name.Reference
 			}
 		}
 	}
+	// One read memo for the whole decision: each registry object is read
+	// once, however many policies and requirements need it.
+	ctx = oci.WithReadMemo(ctx)
 	var subj oci.Resolved
 	var err error
 	if pinned && g.allCachedAllow(dg, pols) {
 		// A digest is its own content address, and its evidence was
 		// verified within the TTL: no registry round trip.
 		subj.Digest = dg
-	} else if subj, err = g.resolve.Resolve(ctx, ref); err != nil {
-		return deny(err.Error())
+	} else {
+		if pinned {
+			// The evidence's first reads need only the digest: they run
+			// while the manifest is resolved.
+			g.evidence.Prefetch(ctx, dg)
+		}
+		if subj, err = g.resolve.Resolve(ctx, ref); err != nil {
+			return deny(err.Error())
+		}
 	}
 	d.Image, d.Digest = subj.Digest.String(), subj.Digest.DigestStr()
 	d.KeySetRevision = g.keys.Revision()
@@ -303,9 +313,6 @@ func (g *Gate) decide(ctx context.Context, req VerifyRequest, ref name.Reference
 		return deny(reason)
 	}
 
-	// One read memo for the whole decision: each registry object is read
-	// once, however many policies and requirements need it.
-	ctx = oci.WithReadMemo(ctx)
 	var results []judged
 	var reused []string
 	for _, pol := range pols {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -87,5 +88,63 @@ func TestNoReferrersAPIReadsTheFallbackIndex(t *testing.T) {
 	r, _ := NewRegistries([]Host{{Name: host, NoReferrersAPI: true}}, Options{})
 	if got, err := r.Bundles(ctx, other, bundleMediaType, "", 10); err != nil || len(got) != 0 {
 		t.Fatalf("no fallback index: %d bundles, %v", len(got), err)
+	}
+}
+
+type tagReads struct {
+	next http.RoundTripper
+	n    atomic.Int64
+}
+
+func (c *tagReads) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.Contains(req.URL.Path, "/manifests/sha256-") {
+		c.n.Add(1)
+	}
+	return c.next.RoundTrip(req)
+}
+
+// Prefetch reads a digest's .sig, .att and fallback-index tags into the
+// decision's memo while it resolves the digest; the evidence reads then
+// take them from the memo: each tag is read once. Without a memo it reads
+// nothing.
+func TestPrefetchReadsEachTagOnce(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := img.Digest()
+	d, _ := name.NewDigest(host + "/team/app@" + h.String())
+	if err := remote.Write(d, img); err != nil {
+		t.Fatal(err)
+	}
+	reads := &tagReads{next: DefaultTransport()}
+	r, err := NewRegistries([]Host{{Name: host, NoReferrersAPI: true}}, Options{Transport: reads})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.CloseIdleConnections()
+
+	r.Prefetch(context.Background(), d)
+	time.Sleep(100 * time.Millisecond)
+	if n := reads.n.Load(); n != 0 {
+		t.Fatalf("Prefetch without a read memo made %d tag reads", n)
+	}
+
+	ctx := WithReadMemo(context.Background())
+	r.Prefetch(ctx, d)
+	if _, _, err := r.LegacySignatures(ctx, d, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.LegacyAttestations(ctx, d, "", 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Bundles(ctx, d, bundleMediaType, "", 10); err != nil {
+		t.Fatal(err)
+	}
+	if n := reads.n.Load(); n != 3 {
+		t.Fatalf("%d tag reads for .sig, .att and the fallback index with Prefetch; want 3", n)
 	}
 }

@@ -179,6 +179,25 @@ func (r *Registries) Referrers(ctx context.Context, subject name.Digest, artifac
 	return out, nil
 }
 
+// Prefetch starts the first reads of subject's evidence (its `.sig` and
+// `.att` manifests and its referrer list) into ctx's read memo and returns
+// at once, so that a decision still resolving the digest reads them
+// meanwhile; the evidence reads then find them in the memo. Without a memo
+// in ctx it does nothing. Errors are left for the reads that need them.
+func (r *Registries) Prefetch(ctx context.Context, subject name.Digest) {
+	if _, ok := ctx.Value(memoKey{}).(*memo); !ok {
+		return
+	}
+	opts, err := r.remoteOptions(ctx, subject.Context())
+	if err != nil {
+		return
+	}
+	for _, tag := range []name.Tag{SignatureTag(subject), AttestationTag(subject)} {
+		go func() { _, _, _, _ = r.getTagManifest(ctx, tag, opts) }()
+	}
+	go func() { _, _ = r.Referrers(ctx, subject, "") }()
+}
+
 // fallbackReferrers reads the tag-schema fallback index of subject (tag
 // `sha256-<hex>`), as ggcr does after the referrers API answers 404; no
 // such tag is an empty list.
