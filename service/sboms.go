@@ -77,6 +77,7 @@ type SBOMs struct {
 	limits  SBOMLimits
 	log     *slog.Logger
 	client  JobClient
+	workers bool
 }
 
 // JobClient is the part of a river client the SBOM service uses; it does
@@ -120,7 +121,7 @@ type JobsOption func(w *river.Workers, cfg *river.Config)
 // true it also works jobs (serve, worker), those opts add included;
 // otherwise it only enqueues.
 func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, access registryAccess, atts *Attestations, store sbomStore, limits SBOMLimits, workers bool, log *slog.Logger, opts ...JobsOption) (*SBOMs, error) {
-	s := &SBOMs{resolve: r, access: access, atts: atts, store: store, limits: limits, log: log}
+	s := &SBOMs{resolve: r, access: access, atts: atts, store: store, limits: limits, log: log, workers: workers}
 	cfg := &river.Config{JobTimeout: limits.Timeout, RescueStuckJobsAfter: limits.Timeout + time.Minute, Logger: log}
 	if workers {
 		w := river.NewWorkers()
@@ -153,8 +154,19 @@ func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, acce
 func (s *SBOMs) Queue() JobClient { return s.client }
 
 // Start starts working jobs; Stop cancels running work (it is retried later)
-// and waits for the workers.
-func (s *SBOMs) Start(ctx context.Context) error { return s.client.Start(ctx) }
+// and waits for the workers. Where this process works SBOM jobs, it also
+// builds syft's license scanner in the background, so that the first job
+// does not wait for it.
+func (s *SBOMs) Start(ctx context.Context) error {
+	if s.workers {
+		go func() {
+			if err := sbom.Warm(); err != nil {
+				s.log.WarnContext(ctx, "syft's license scanner not built", "err", err.Error())
+			}
+		}()
+	}
+	return s.client.Start(ctx)
+}
 
 // Stop stops the workers; a job cut short is retried when workers run again.
 func (s *SBOMs) Stop(ctx context.Context) error { return s.client.StopAndCancel(ctx) }
