@@ -9,11 +9,13 @@ import (
 	"slices"
 	"time"
 
+	syftsbom "github.com/anchore/syft/syft/sbom"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/rivertype"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/attestd/attestd/sbom"
 	"github.com/attestd/attestd/storage/index"
@@ -331,32 +333,49 @@ func (s *SBOMs) work(ctx context.Context, job *river.Job[SBOMArgs]) error {
 		}
 		return err
 	}
-	var results []SBOMResult
+	// The formats are encoded and signed concurrently (their registry
+	// writes take turns on the subject's lock); each is recorded as it is
+	// stored, so a retry after a partial failure finds the stored ones.
+	s.progress(ctx, job, "signing", 0.7)
+	results := make([]SBOMResult, len(job.Args.Formats))
+	g, gctx := errgroup.WithContext(ctx)
 	for i, f := range job.Args.Formats {
-		s.progress(ctx, job, "signing "+f, 0.7+0.3*float64(i)/float64(len(job.Args.Formats)))
-		b, err := sbom.Encode(doc, f)
-		if err != nil {
-			return river.JobCancel(err)
-		}
-		pt, _ := sbom.PredicateType(f)
-		res, err := s.atts.attestGenerated(ctx, Principal{TokenID: job.Args.CallerID, Name: job.Args.Caller}, EventSBOMCreated, d, pt, b)
-		if err != nil {
-			return fmt.Errorf("attest %s: %w", f, err)
-		}
-		r := SBOMResult{Format: f, PredicateType: pt, Digest: d.DigestStr(), ToolVersion: sbom.Version, Packages: doc.Artifacts.Packages.PackageCount()}
-		for _, l := range res.Locations {
-			if l.Kind == "referrer" {
-				r.Referrer = l.Ref
-			} else {
-				r.LegacyTag = l.Tag
-			}
-		}
-		rb, _ := json.Marshal(r)
-		if err := s.store.PutSBOM(ctx, index.SBOMRecord{Digest: d.DigestStr(), Format: f, ToolVersion: sbom.Version, JobID: job.ID, Result: string(rb)}); err != nil {
+		g.Go(func() error {
+			r, err := s.sign(gctx, job, d, doc, f)
+			results[i] = r
 			return err
-		}
-		results = append(results, r)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	s.log.InfoContext(ctx, "sbom done", "job", job.ID, "digest", d.DigestStr(), "formats", job.Args.Formats, "caller", job.Args.Caller)
 	return river.RecordOutput(ctx, jobOutput{Stage: "done", Progress: 1, Results: results})
+}
+
+// sign encodes doc in format f, signs and stores it as an attestation
+// about d, and records it.
+func (s *SBOMs) sign(ctx context.Context, job *river.Job[SBOMArgs], d name.Digest, doc *syftsbom.SBOM, f string) (SBOMResult, error) {
+	b, err := sbom.Encode(doc, f)
+	if err != nil {
+		return SBOMResult{}, river.JobCancel(err)
+	}
+	pt, _ := sbom.PredicateType(f)
+	res, err := s.atts.attestGenerated(ctx, Principal{TokenID: job.Args.CallerID, Name: job.Args.Caller}, EventSBOMCreated, d, pt, b)
+	if err != nil {
+		return SBOMResult{}, fmt.Errorf("attest %s: %w", f, err)
+	}
+	r := SBOMResult{Format: f, PredicateType: pt, Digest: d.DigestStr(), ToolVersion: sbom.Version, Packages: doc.Artifacts.Packages.PackageCount()}
+	for _, l := range res.Locations {
+		if l.Kind == "referrer" {
+			r.Referrer = l.Ref
+		} else {
+			r.LegacyTag = l.Tag
+		}
+	}
+	rb, _ := json.Marshal(r)
+	if err := s.store.PutSBOM(ctx, index.SBOMRecord{Digest: d.DigestStr(), Format: f, ToolVersion: sbom.Version, JobID: job.ID, Result: string(rb)}); err != nil {
+		return SBOMResult{}, err
+	}
+	return r, nil
 }
