@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/anchore/stereoscope/pkg/image"
@@ -25,10 +26,10 @@ import (
 )
 
 // TestCatalogSameAsSyft catalogs the small test image and a Debian minbase
-// root filesystem with Catalog (its license scanner shared between
-// catalogs) and checks the packages, with their licenses, against syft
-// used plainly (a scanner of its own per catalog) and, where ATTESTD_SYFT
-// names the syft CLI, the SPDX packages against the CLI's.
+// root filesystem with Catalog, twice at once (one license scanner shared
+// between catalogs), and checks the packages, with their licenses, against
+// syft used plainly (a scanner of its own per catalog) and, where
+// ATTESTD_SYFT names the syft CLI, the SPDX packages against the CLI's.
 func TestCatalogSameAsSyft(t *testing.T) {
 	srv := httptest.NewServer(registry.New())
 	t.Cleanup(srv.Close)
@@ -51,14 +52,23 @@ func TestCatalogSameAsSyft(t *testing.T) {
 			}
 			h, _ := img.Digest()
 			ref := tag.Context().Digest(h.String()).String()
-			// Twice: the second catalog reuses what the first built.
-			var got []string
-			for range 2 {
-				s, err := sbom.Catalog(ctx, ref, reg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got = packages(s)
+			// Twice at once: both use the one license scanner.
+			var two [2][]string
+			var wg sync.WaitGroup
+			for i := range two {
+				wg.Go(func() {
+					s, err := sbom.Catalog(ctx, ref, reg)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					two[i] = packages(s)
+				})
+			}
+			wg.Wait()
+			got := two[0]
+			if !slices.Equal(two[0], two[1]) {
+				t.Fatalf("two catalogs differ:\n%v\n%v", two[0], two[1])
 			}
 			if len(got) < tc.min {
 				t.Fatalf("%d packages, want at least %d: %v", len(got), tc.min, got)
