@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 
 	"github.com/anchore/stereoscope/pkg/image"
@@ -70,8 +71,12 @@ type Registry struct {
 // concurrent use; syft itself shares one between its catalogers). Building
 // it compiles every license pattern: about half a second of CPU, more than
 // cataloging a small image takes, and the syft CLI pays it on every run.
+// It keeps about 11 MiB; the ~100 MiB the build allocates on the way is
+// given back to the OS at once, not left in an idle server's RSS.
 var licenses = sync.OnceValues(func() (context.Context, error) {
-	return syft.SetContextLicenseScanner(context.Background(), syft.DefaultCreateSBOMConfig().Licenses)
+	ctx, err := syft.SetContextLicenseScanner(context.Background(), syft.DefaultCreateSBOMConfig().Licenses)
+	debug.FreeOSMemory()
+	return ctx, err
 })
 
 // Warm builds syft's license scanner now, so that the first catalog does
