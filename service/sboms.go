@@ -335,13 +335,14 @@ func (s *SBOMs) work(ctx context.Context, job *river.Job[SBOMArgs]) error {
 	}
 	// The formats are encoded and signed concurrently (their registry
 	// writes take turns on the subject's lock); each is recorded as it is
-	// stored, so a retry after a partial failure finds the stored ones.
+	// stored, so a retry after a partial failure finds the stored ones. One
+	// format failing does not cut the other short.
 	s.progress(ctx, job, "signing", 0.7)
 	results := make([]SBOMResult, len(job.Args.Formats))
-	g, gctx := errgroup.WithContext(ctx)
+	var g errgroup.Group
 	for i, f := range job.Args.Formats {
 		g.Go(func() error {
-			r, err := s.sign(gctx, job, d, doc, f)
+			r, err := s.sign(ctx, job, d, doc, f)
 			results[i] = r
 			return err
 		})
