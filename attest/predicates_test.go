@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	intotov1 "github.com/in-toto/attestation/go/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 func fixture(t testing.TB, name string) []byte {
@@ -113,8 +116,18 @@ func FuzzValidatePredicate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, pt := range types {
 			if err := ValidatePredicate(pt, b); err == nil {
-				if _, err := NewStatement([]Subject{{Digest: "sha256:" + hexd}}, pt, b, SignMeta{}); err != nil {
+				st, err := NewStatement([]Subject{{Digest: "sha256:" + hexd}}, pt, b, SignMeta{})
+				if err != nil {
 					t.Fatalf("%s: valid predicate but no statement: %v", pt, err)
+				}
+				// NewStatement checks the statement's shape without its
+				// predicate; whole, the in-toto library accepts it too.
+				var pb intotov1.Statement
+				if err := protojson.Unmarshal(st, &pb); err != nil {
+					t.Fatalf("%s: the in-toto library refuses the statement: %v", pt, err)
+				}
+				if err := pb.Validate(); err != nil {
+					t.Fatalf("%s: the in-toto library refuses the statement: %v", pt, err)
 				}
 				if pt == PredicateVSA {
 					if v, err := ParseVSA(b); err != nil || (v.Result != VSAPassed && v.Result != VSAFailed) {

@@ -63,18 +63,24 @@ func NewStatement(subjects []Subject, predicateType string, predicate []byte, me
 		}
 		st.Subject = append(st.Subject, sj)
 	}
-	b, err := json.Marshal(st)
+	// The in-toto library checks the statement with an empty object in
+	// the predicate's place: ValidatePredicate parsed the predicate with
+	// the same parser, and parsing a large SBOM again here cost as much as
+	// signing and storing it.
+	shape := st
+	shape.Predicate = json.RawMessage(`{}`)
+	sb, err := json.Marshal(shape)
 	if err != nil {
 		return nil, err
 	}
 	var pb intotov1.Statement
-	if err := protojson.Unmarshal(b, &pb); err != nil {
+	if err := protojson.Unmarshal(sb, &pb); err != nil {
 		return nil, fmt.Errorf("%w: statement: %w", ErrInvalid, err)
 	}
 	if err := pb.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: statement: %w", ErrInvalid, err)
 	}
-	return b, nil
+	return json.Marshal(st)
 }
 
 // Envelope returns the DSSE envelope JSON of payload with one signature, in

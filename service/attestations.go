@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -221,26 +222,35 @@ func (a *Attestations) attest(ctx context.Context, w attestWrite) (AttestResult,
 	if err != nil {
 		return AttestResult{}, err
 	}
-	canon, err := attest.Canonical(w.predicate)
-	if err != nil {
-		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	// Provenance facts and SBOM packages go to the index with the event,
-	// in its transaction; an SBOM that cannot be indexed is refused here,
-	// before anything is signed.
-	facts, err := readFacts(w.predicateType, w.predicate)
-	if err != nil {
-		return AttestResult{}, err
-	}
 	meta := attest.SignMeta{SignedAt: a.now().UTC().Truncate(time.Second), KeyID: key.ID(), KeyVersion: key.Version(), Origin: w.origin, Identity: identityOf(w.actor)}
 	var ss []attest.Subject
 	for _, s := range w.subjects {
 		ss = append(ss, attest.Subject{Name: s.Digest.Context().Name(), Digest: s.Digest.DigestStr()})
 	}
-	stmt, err := attest.NewStatement(ss, w.predicateType, w.predicate, meta)
-	if err != nil {
-		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	// Three reads of the predicate, each a full parse (a few hundred ms in
+	// all for a large SBOM), run concurrently; their errors are answered in
+	// this order whichever comes first. Provenance facts and SBOM packages
+	// go to the index with the event, in its transaction; an SBOM that
+	// cannot be indexed is refused here, before anything is signed.
+	var (
+		canon, stmt                 []byte
+		fs                          facts
+		canonErr, factsErr, stmtErr error
+		wg                          sync.WaitGroup
+	)
+	wg.Go(func() { canon, canonErr = attest.Canonical(w.predicate) })
+	wg.Go(func() { fs, factsErr = readFactsWithoutDigest(w.predicateType, w.predicate) })
+	stmt, stmtErr = attest.NewStatement(ss, w.predicateType, w.predicate, meta)
+	wg.Wait()
+	switch {
+	case canonErr != nil:
+		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, canonErr)
+	case factsErr != nil:
+		return AttestResult{}, factsErr
+	case stmtErr != nil:
+		return AttestResult{}, fmt.Errorf("%w: %w", ErrInvalid, stmtErr)
 	}
+	fs.setDocDigest(canon)
 	res := AttestResult{Digest: w.subjects[0].Digest.DigestStr(), PredicateType: w.predicateType, KeyID: key.ID(), KeyName: key.Name(), SignedAt: meta.SignedAt}
 	var sig []byte // signed once, on first need
 	var evs []Event
@@ -255,7 +265,7 @@ func (a *Attestations) attest(ctx context.Context, w attestWrite) (AttestResult,
 		if i < len(w.tags) {
 			tags = w.tags[i]
 		}
-		prov, sboms := facts.rows(subj.Digest, w.predicateType)
+		prov, sboms := fs.rows(subj.Digest, w.predicateType)
 		evs = append(evs, Event{Kind: w.kind, Actor: w.actor, Repository: subj.Digest.Context().Name(), Digest: subj.Digest.DigestStr(), Tags: tags,
 			KeyID: key.ID(), KeyName: key.Name(), KeyVersion: key.Version(), PredicateType: w.predicateType, Locations: locs,
 			Evidence: evidenceRows(subj.Digest, "attestation", key.ID(), w.predicateType, w.origin, &meta.SignedAt, locs),

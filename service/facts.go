@@ -26,6 +26,22 @@ type facts struct {
 // every SBOM attestd signs is indexed, so it is refused before anything is
 // signed.
 func readFacts(predicateType string, predicate []byte) (facts, error) {
+	f, err := readFactsWithoutDigest(predicateType, predicate)
+	if err != nil || f.sbom == nil {
+		return f, err
+	}
+	canon, err := attest.Canonical(predicate)
+	if err != nil {
+		canon = predicate
+	}
+	f.setDocDigest(canon)
+	return f, nil
+}
+
+// readFactsWithoutDigest is readFacts without an SBOM's document digest,
+// which setDocDigest then sets from the predicate's canonical form: a
+// caller that canonicalizes the predicate anyway does it once.
+func readFactsWithoutDigest(predicateType string, predicate []byte) (facts, error) {
 	var f facts
 	if p, ok := attest.SummarizeProvenance(predicateType, predicate); ok {
 		f.prov = &p
@@ -36,14 +52,18 @@ func readFacts(predicateType string, predicate []byte) (facts, error) {
 			return facts{}, fmt.Errorf("%w: index the SBOM: %w", ErrInvalid, err)
 		}
 		f.sbom = &doc
-		canon, err := attest.Canonical(predicate)
-		if err != nil {
-			canon = predicate
-		}
-		sum := sha256.Sum256(canon)
-		f.docDigest = "sha256:" + hex.EncodeToString(sum[:])
 	}
 	return f, nil
+}
+
+// setDocDigest sets an SBOM's document digest: the SHA-256 of its
+// canonical form.
+func (f *facts) setDocDigest(canon []byte) {
+	if f.sbom == nil {
+		return
+	}
+	sum := sha256.Sum256(canon)
+	f.docDigest = "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // rows turns f into index rows about d.

@@ -9,11 +9,13 @@ import (
 	"slices"
 	"time"
 
+	syftsbom "github.com/anchore/syft/syft/sbom"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/rivertype"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/attestd/attestd/sbom"
 	"github.com/attestd/attestd/storage/index"
@@ -77,6 +79,7 @@ type SBOMs struct {
 	limits  SBOMLimits
 	log     *slog.Logger
 	client  JobClient
+	workers bool
 }
 
 // JobClient is the part of a river client the SBOM service uses; it does
@@ -120,7 +123,7 @@ type JobsOption func(w *river.Workers, cfg *river.Config)
 // true it also works jobs (serve, worker), those opts add included;
 // otherwise it only enqueues.
 func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, access registryAccess, atts *Attestations, store sbomStore, limits SBOMLimits, workers bool, log *slog.Logger, opts ...JobsOption) (*SBOMs, error) {
-	s := &SBOMs{resolve: r, access: access, atts: atts, store: store, limits: limits, log: log}
+	s := &SBOMs{resolve: r, access: access, atts: atts, store: store, limits: limits, log: log, workers: workers}
 	cfg := &river.Config{JobTimeout: limits.Timeout, RescueStuckJobsAfter: limits.Timeout + time.Minute, Logger: log}
 	if workers {
 		w := river.NewWorkers()
@@ -153,8 +156,19 @@ func NewSBOMs(newClient func(*river.Config) (JobClient, error), r resolver, acce
 func (s *SBOMs) Queue() JobClient { return s.client }
 
 // Start starts working jobs; Stop cancels running work (it is retried later)
-// and waits for the workers.
-func (s *SBOMs) Start(ctx context.Context) error { return s.client.Start(ctx) }
+// and waits for the workers. Where this process works SBOM jobs, it also
+// builds syft's license scanner in the background, so that the first job
+// does not wait for it.
+func (s *SBOMs) Start(ctx context.Context) error {
+	if s.workers {
+		go func() {
+			if err := sbom.Warm(); err != nil {
+				s.log.WarnContext(ctx, "syft's license scanner not built", "err", err.Error())
+			}
+		}()
+	}
+	return s.client.Start(ctx)
+}
 
 // Stop stops the workers; a job cut short is retried when workers run again.
 func (s *SBOMs) Stop(ctx context.Context) error { return s.client.StopAndCancel(ctx) }
@@ -319,32 +333,50 @@ func (s *SBOMs) work(ctx context.Context, job *river.Job[SBOMArgs]) error {
 		}
 		return err
 	}
-	var results []SBOMResult
+	// The formats are encoded and signed concurrently (their registry
+	// writes take turns on the subject's lock); each is recorded as it is
+	// stored, so a retry after a partial failure finds the stored ones. One
+	// format failing does not cut the other short.
+	s.progress(ctx, job, "signing", 0.7)
+	results := make([]SBOMResult, len(job.Args.Formats))
+	var g errgroup.Group
 	for i, f := range job.Args.Formats {
-		s.progress(ctx, job, "signing "+f, 0.7+0.3*float64(i)/float64(len(job.Args.Formats)))
-		b, err := sbom.Encode(doc, f)
-		if err != nil {
-			return river.JobCancel(err)
-		}
-		pt, _ := sbom.PredicateType(f)
-		res, err := s.atts.attestGenerated(ctx, Principal{TokenID: job.Args.CallerID, Name: job.Args.Caller}, EventSBOMCreated, d, pt, b)
-		if err != nil {
-			return fmt.Errorf("attest %s: %w", f, err)
-		}
-		r := SBOMResult{Format: f, PredicateType: pt, Digest: d.DigestStr(), ToolVersion: sbom.Version, Packages: doc.Artifacts.Packages.PackageCount()}
-		for _, l := range res.Locations {
-			if l.Kind == "referrer" {
-				r.Referrer = l.Ref
-			} else {
-				r.LegacyTag = l.Tag
-			}
-		}
-		rb, _ := json.Marshal(r)
-		if err := s.store.PutSBOM(ctx, index.SBOMRecord{Digest: d.DigestStr(), Format: f, ToolVersion: sbom.Version, JobID: job.ID, Result: string(rb)}); err != nil {
+		g.Go(func() error {
+			r, err := s.sign(ctx, job, d, doc, f)
+			results[i] = r
 			return err
-		}
-		results = append(results, r)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	s.log.InfoContext(ctx, "sbom done", "job", job.ID, "digest", d.DigestStr(), "formats", job.Args.Formats, "caller", job.Args.Caller)
 	return river.RecordOutput(ctx, jobOutput{Stage: "done", Progress: 1, Results: results})
+}
+
+// sign encodes doc in format f, signs and stores it as an attestation
+// about d, and records it.
+func (s *SBOMs) sign(ctx context.Context, job *river.Job[SBOMArgs], d name.Digest, doc *syftsbom.SBOM, f string) (SBOMResult, error) {
+	b, err := sbom.Encode(doc, f)
+	if err != nil {
+		return SBOMResult{}, river.JobCancel(err)
+	}
+	pt, _ := sbom.PredicateType(f)
+	res, err := s.atts.attestGenerated(ctx, Principal{TokenID: job.Args.CallerID, Name: job.Args.Caller}, EventSBOMCreated, d, pt, b)
+	if err != nil {
+		return SBOMResult{}, fmt.Errorf("attest %s: %w", f, err)
+	}
+	r := SBOMResult{Format: f, PredicateType: pt, Digest: d.DigestStr(), ToolVersion: sbom.Version, Packages: doc.Artifacts.Packages.PackageCount()}
+	for _, l := range res.Locations {
+		if l.Kind == "referrer" {
+			r.Referrer = l.Ref
+		} else {
+			r.LegacyTag = l.Tag
+		}
+	}
+	rb, _ := json.Marshal(r)
+	if err := s.store.PutSBOM(ctx, index.SBOMRecord{Digest: d.DigestStr(), Format: f, ToolVersion: sbom.Version, JobID: job.ID, Result: string(rb)}); err != nil {
+		return SBOMResult{}, err
+	}
+	return r, nil
 }
