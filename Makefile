@@ -60,7 +60,7 @@ release: ## Build binaries and image; a throw-away attestd signs the image, writ
 run: build ## Run attestd with zero configuration (data in ./attestd-data)
 	$(BIN)/attestd serve
 
-test: tools ## Run every test, with the real registry, local-kms, cosign CLIs and race detector
+test: tools $(BIN)/syft ## Run every test, with the real registry, local-kms, cosign and syft CLIs and race detector
 	scripts/with-services $(GO) test -race -shuffle=on -count=1 $(PKGS)
 
 test-short: ## Run the fast unit tests only
