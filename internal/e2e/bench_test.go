@@ -247,15 +247,7 @@ func BenchmarkSBOMVsSyftCLI(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for j.State != "completed" {
-			if j.State == "cancelled" || j.State == "discarded" {
-				b.Fatalf("job %+v", j)
-			}
-			time.Sleep(20 * time.Millisecond)
-			if j, err = cl.Job(ctx, j.ID); err != nil {
-				b.Fatal(err)
-			}
-		}
+		waitSBOMJob(ctx, b, cl, j)
 		ours += time.Since(t0)
 
 		t1 := time.Now()
@@ -264,15 +256,7 @@ func BenchmarkSBOMVsSyftCLI(b *testing.B) {
 		}
 		repeat += time.Since(t1)
 
-		t2 := time.Now()
-		cmd := exec.Command(syftCLI, "scan", "registry:"+d.String(), "-o", "spdx-json", "-q")
-		cmd.Env = append(os.Environ(), "SYFT_REGISTRY_INSECURE_USE_HTTP=true", "SYFT_CHECK_FOR_APP_UPDATE=false")
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
-		if err := cmd.Run(); err != nil {
-			b.Fatalf("syft: %v\n%s", err, stderr.String())
-		}
-		cli += time.Since(t2)
+		cli += syftScan(b, syftCLI, d)
 	}
 	b.StopTimer()
 	n := float64(b.N)
@@ -280,6 +264,36 @@ func BenchmarkSBOMVsSyftCLI(b *testing.B) {
 	b.ReportMetric(float64(cli.Microseconds())/n/1000, "syft-cli-ms")
 	b.ReportMetric(float64(ours)/float64(cli), "attestd/syft-ratio")
 	b.ReportMetric(float64(repeat.Microseconds())/n/1000, "repeat-ms")
+}
+
+// waitSBOMJob polls the SBOM job j until it completes; a cancelled or
+// discarded job fails the benchmark.
+func waitSBOMJob(ctx context.Context, b *testing.B, cl *client.Client, j wire.Job) {
+	b.Helper()
+	var err error
+	for j.State != "completed" {
+		if j.State == "cancelled" || j.State == "discarded" {
+			b.Fatalf("job %+v", j)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if j, err = cl.Job(ctx, j.ID); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// syftScan times the syft CLI writing SPDX JSON for d, the SBOM baseline.
+func syftScan(b *testing.B, syftCLI string, d name.Digest) time.Duration {
+	b.Helper()
+	t0 := time.Now()
+	cmd := exec.Command(syftCLI, "scan", "registry:"+d.String(), "-o", "spdx-json", "-q")
+	cmd.Env = append(os.Environ(), "SYFT_REGISTRY_INSECURE_USE_HTTP=true", "SYFT_CHECK_FOR_APP_UPDATE=false")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("syft: %v\n%s", err, stderr.String())
+	}
+	return time.Since(t0)
 }
 
 // BenchmarkSignLogOnOff measures sign throughput (fresh digests, 8

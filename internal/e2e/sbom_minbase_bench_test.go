@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -56,26 +53,10 @@ func BenchmarkSBOMMinbaseVsSyftCLI(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for j.State != "completed" {
-			if j.State == "cancelled" || j.State == "discarded" {
-				b.Fatalf("job %+v", j)
-			}
-			time.Sleep(20 * time.Millisecond)
-			if j, err = cl.Job(ctx, j.ID); err != nil {
-				b.Fatal(err)
-			}
-		}
+		waitSBOMJob(ctx, b, cl, j)
 		ours += time.Since(t0)
 
-		t2 := time.Now()
-		cmd := exec.Command(syftCLI, "scan", "registry:"+d.String(), "-o", "spdx-json", "-q")
-		cmd.Env = append(os.Environ(), "SYFT_REGISTRY_INSECURE_USE_HTTP=true", "SYFT_CHECK_FOR_APP_UPDATE=false")
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
-		if err := cmd.Run(); err != nil {
-			b.Fatalf("syft: %v\n%s", err, stderr.String())
-		}
-		cli += time.Since(t2)
+		cli += syftScan(b, syftCLI, d)
 	}
 	b.StopTimer()
 	n := float64(b.N)

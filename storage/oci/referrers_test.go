@@ -17,24 +17,28 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-type referrersCalls struct {
+// pathCount is a base transport that counts the requests whose path
+// contains part.
+type pathCount struct {
 	next http.RoundTripper
+	part string
 	n    atomic.Int64
 }
 
-func (c *referrersCalls) RoundTrip(req *http.Request) (*http.Response, error) {
-	if strings.Contains(req.URL.Path, "/referrers/") {
+func (c *pathCount) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.Contains(req.URL.Path, c.part) {
 		c.n.Add(1)
 	}
 	return c.next.RoundTrip(req)
 }
 
-// A registry without the referrers API, marked as such, is read from the
-// fallback index directly: the same referrers, without the request that
-// answers 404. Unmarked, ggcr asks the API first.
-func TestNoReferrersAPIReadsTheFallbackIndex(t *testing.T) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)))) // no referrers API: ggcr keeps the fallback index
-	defer srv.Close()
+// imageInRegistry serves ggcr's registry, which has no referrers API (ggcr
+// keeps the fallback index when writing), with one random image in
+// team/app; it returns the host and the image's digest.
+func imageInRegistry(t *testing.T) (string, name.Digest) {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "http://")
 	img, err := random.Image(64, 1)
 	if err != nil {
@@ -45,9 +49,17 @@ func TestNoReferrersAPIReadsTheFallbackIndex(t *testing.T) {
 	if err := remote.Write(d, img); err != nil {
 		t.Fatal(err)
 	}
+	return host, d
+}
+
+// A registry without the referrers API, marked as such, is read from the
+// fallback index directly: the same referrers, without the request that
+// answers 404. Unmarked, ggcr asks the API first.
+func TestNoReferrersAPIReadsTheFallbackIndex(t *testing.T) {
+	host, d := imageInRegistry(t)
 	ctx := context.Background()
 	list := func(noAPI bool, subject *Resolved) ([]string, int64) {
-		calls := &referrersCalls{next: DefaultTransport()}
+		calls := &pathCount{next: DefaultTransport(), part: "/referrers/"}
 		r, err := NewRegistries([]Host{{Name: host, NoReferrersAPI: noAPI}}, Options{Transport: calls})
 		if err != nil {
 			t.Fatal(err)
@@ -91,36 +103,13 @@ func TestNoReferrersAPIReadsTheFallbackIndex(t *testing.T) {
 	}
 }
 
-type tagReads struct {
-	next http.RoundTripper
-	n    atomic.Int64
-}
-
-func (c *tagReads) RoundTrip(req *http.Request) (*http.Response, error) {
-	if strings.Contains(req.URL.Path, "/manifests/sha256-") {
-		c.n.Add(1)
-	}
-	return c.next.RoundTrip(req)
-}
-
 // Prefetch reads a digest's .sig, .att and fallback-index tags into the
 // decision's memo while it resolves the digest; the evidence reads then
 // take them from the memo: each tag is read once. Without a memo it reads
 // nothing.
 func TestPrefetchReadsEachTagOnce(t *testing.T) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	img, err := random.Image(64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, _ := img.Digest()
-	d, _ := name.NewDigest(host + "/team/app@" + h.String())
-	if err := remote.Write(d, img); err != nil {
-		t.Fatal(err)
-	}
-	reads := &tagReads{next: DefaultTransport()}
+	host, d := imageInRegistry(t)
+	reads := &pathCount{next: DefaultTransport(), part: "/manifests/sha256-"}
 	r, err := NewRegistries([]Host{{Name: host, NoReferrersAPI: true}}, Options{Transport: reads})
 	if err != nil {
 		t.Fatal(err)
