@@ -461,3 +461,30 @@ func TestBlobRedirectToStorage(t *testing.T) {
 		t.Error("credentials followed the redirect to storage")
 	}
 }
+
+// TestLegacyTagReadCapped: a `.sig` or `.att` tag is read with one GET (no
+// HEAD first); a 64 MiB manifest there is refused at the cap, from its
+// Content-Length or cut off without one, and nothing past the cap is kept.
+func TestLegacyTagReadCapped(t *testing.T) {
+	const cap = 1 << 20
+	for _, declare := range []bool{true, false} {
+		t.Run(fmt.Sprintf("content-length=%v", declare), func(t *testing.T) {
+			reg := hostile.New(t)
+			r, c := newRegs(t, reg, Options{MaxManifestBytes: cap})
+			d, _ := reg.PushRandom(t, "huge/app")
+			d = parseDigest(t, r, d.String())
+			hex := strings.TrimPrefix(d.DigestStr(), "sha256:")
+			reg.Huge("/v2/huge/app/manifests/sha256-"+hex+".sig", 64<<20, declare)
+			reg.Huge("/v2/huge/app/manifests/sha256-"+hex+".att", 64<<20, declare)
+			if _, _, err := r.LegacySignatures(context.Background(), d, 10); !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("LegacySignatures over a 64 MiB .sig manifest: %v, want ErrTooLarge", err)
+			}
+			if _, err := r.LegacyAttestations(context.Background(), d, "", 10); !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("LegacyAttestations over a 64 MiB .att manifest: %v, want ErrTooLarge", err)
+			}
+			if got := c.read.Load(); got > 2*(cap+64<<10) {
+				t.Errorf("read %d bytes for two manifests over the %d-byte cap", got, cap)
+			}
+		})
+	}
+}
